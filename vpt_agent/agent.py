@@ -1,0 +1,213 @@
+"""``VPTAgent``: MineRL observations in, MineRL actions out, for one env or a batch of envs."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+
+from . import action_mapping
+from .attention import LayerMemory
+from .config import PolicyConfig
+from .loading import LoadReport, PathLike, load_model_config, load_state_dict, read_state_dict
+from .policy import VPTPolicy
+
+logger = logging.getLogger(__name__)
+
+Action = Dict[str, Any]
+DTypeLike = Union[torch.dtype, str]
+
+
+def resolve_device(device: Union[str, torch.device]) -> torch.device:
+    """``"auto"`` -> cuda if available, else cpu. Unknown or unavailable devices raise ``ValueError``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+    return dev
+
+
+def resolve_dtype(dtype: DTypeLike) -> torch.dtype:
+    """``torch.float32``/``"float32"`` or ``torch.bfloat16``/``"bfloat16"``."""
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    dt = names.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if dt not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+    return dt
+
+
+@dataclass
+class AgentStep:
+    """Everything one batched step produced. ``actions`` are MineRL dicts; the rest are per-env arrays."""
+
+    actions: List[Action]
+    buttons: np.ndarray  # (B,) joint button index
+    camera: np.ndarray  # (B,) joint camera index
+    logp_buttons: np.ndarray  # (B, 8641) tempered log-probs, float32
+    logp_camera: np.ndarray  # (B, 121)
+    value: np.ndarray  # (B,) de-normalised value estimate
+
+
+class VPTAgent:
+    """A VPT policy with its recurrent memory, acting in MineRL-style environments.
+
+    Use :meth:`from_files` (or :meth:`from_pretrained`) to build one. :meth:`get_action` drives one env;
+    :meth:`get_actions` drives N envs with one batched forward pass and per-env memory.
+    """
+
+    def __init__(self, policy: VPTPolicy, device: Union[str, torch.device] = "auto",
+                 dtype: DTypeLike = torch.float32, seed: Optional[int] = None):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.policy = policy.to(self.device)
+        self.config: PolicyConfig = policy.cfg
+        self.generator = torch.Generator(device=self.device)
+        self.seed(seed)
+        self._state: Optional[List[LayerMemory]] = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_files(cls, model_path: PathLike, weights_path: PathLike, device: Union[str, torch.device] = "auto",
+                   dtype: DTypeLike = torch.float32, seed: Optional[int] = None,
+                   allow_missing: bool = False) -> "VPTAgent":
+        """Build from an official ``.model`` config and a ``.weights``/``.safetensors`` file."""
+        agent = cls.from_config(model_path, device=device, dtype=dtype, seed=seed)
+        agent.load_weights(weights_path, allow_missing=allow_missing)
+        return agent
+
+    @classmethod
+    def from_config(cls, model_path: Union[PathLike, PolicyConfig], device: Union[str, torch.device] = "auto",
+                    dtype: DTypeLike = torch.float32, seed: Optional[int] = None) -> "VPTAgent":
+        """Build with *randomly initialised* weights (smoke tests, benchmarks). ``seed`` also seeds the init."""
+        cfg = model_path if isinstance(model_path, PolicyConfig) else load_model_config(model_path)
+        with _fork_rng(seed):
+            policy = VPTPolicy(cfg)
+        return cls(policy, device=device, dtype=dtype, seed=seed)
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: Union[str, torch.device] = "auto", **kwargs: Any) -> "VPTAgent":
+        """Download (or take from the cache) a model-zoo entry and build it. See ``python -m vpt_agent.zoo list``."""
+        from . import zoo
+
+        model_path, weights_path = zoo.fetch(name)
+        return cls.from_files(model_path, weights_path, device=device, **kwargs)
+
+    def load_weights(self, path: PathLike, allow_missing: bool = False) -> LoadReport:
+        """Load weights into :attr:`policy`; returns a :class:`LoadReport`. Resets the memory."""
+        sd = read_state_dict(path)
+        report = load_state_dict(self.policy, sd, allow_missing=allow_missing, source=str(path))
+        self.reset()
+        return report
+
+    def seed(self, seed: Optional[int]) -> None:
+        """Seed stochastic action sampling (``None``: nondeterministic)."""
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+
+    # ------------------------------------------------------------------ acting
+    def reset(self) -> None:
+        """Forget everything: the next step starts a new episode for every env."""
+        self._state = None
+
+    def get_action(self, obs: Mapping[str, Any], deterministic: bool = False) -> Action:
+        """One env: MineRL observation dict -> MineRL action dict (all 24 keys)."""
+        first = self._state is None
+        if not first and self._state[0].keys.shape[0] != 1:
+            raise ValueError("this agent holds memory for a batch of envs; call reset() before get_action()")
+        return self.act([obs], [first], deterministic).actions[0]
+
+    def get_actions(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool],
+                    deterministic: bool = False) -> List[Action]:
+        """N envs at once. ``first[i]``: env i starts a new episode at this step (its memory is cleared first)."""
+        return self.act(obs_list, first, deterministic).actions
+
+    @torch.inference_mode()
+    def act(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool],
+            deterministic: bool = False) -> AgentStep:
+        """Like :meth:`get_actions`, also returning joint actions, log-probs and value estimates."""
+        frames = self._frames(obs_list)
+        first_t = self._first(first, len(obs_list))
+        B = len(obs_list)
+        if self._state is None or self._state[0].keys.shape[0] != B:
+            if self._state is not None and not bool(first_t.all()):
+                raise ValueError(f"batch size changed from {self._state[0].keys.shape[0]} to {B} mid-episode; "
+                                 "call reset() or pass first=True for every env")
+            self._state = self.policy.initial_state(B, self.device)
+        with self._autocast():
+            out = self.policy(frames[:, None], first_t[:, None], self._state)
+        self._state = out.state
+        logp = {k: v[:, 0] for k, v in out.logp.items()}
+        sampled = self.policy.pi_head.sample(logp, deterministic, self.generator)
+        buttons = sampled["buttons"].cpu().numpy()
+        camera = sampled["camera"].cpu().numpy()
+        return AgentStep(
+            actions=action_mapping.policy_to_env(buttons, camera),
+            buttons=buttons, camera=camera,
+            logp_buttons=logp["buttons"].cpu().numpy(), logp_camera=logp["camera"].cpu().numpy(),
+            value=out.value[:, 0].float().cpu().numpy(),
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _first(self, first: Sequence[bool], n: int) -> torch.Tensor:
+        arr = np.asarray(first)
+        if arr.shape != (n,) or arr.dtype.kind not in "bui":
+            raise ValueError(f"first must be a sequence of {n} bools, got {arr.dtype} {arr.shape}")
+        return torch.from_numpy(arr.astype(bool)).to(self.device)
+
+    def _frames(self, obs_list: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        if isinstance(obs_list, Mapping) or len(obs_list) == 0:
+            raise ValueError("obs_list must be a non-empty list of observation dicts")
+        h, w = self.config.img_shape[:2]
+        frames = np.stack([preprocess_pov(obs, (h, w)) for obs in obs_list])
+        return torch.from_numpy(frames).to(self.device)
+
+
+def preprocess_pov(obs: Mapping[str, Any], size: Sequence[int] = (128, 128)) -> np.ndarray:
+    """Validate ``obs["pov"]`` (RGB uint8 HxWx3) and resize it to ``size`` = (h, w) like the official agent.
+
+    cv2's INTER_LINEAR on uint8 (fixed-point, no antialiasing) is what the models were trained with.
+    """
+    if not isinstance(obs, Mapping):
+        raise ValueError(f"an observation must be a dict with a 'pov' entry, got {type(obs).__name__}")
+    if "pov" not in obs:
+        raise ValueError(f"observation has no 'pov' key (keys: {sorted(obs)}); expected RGB uint8 HxWx3")
+    pov = obs["pov"]
+    if not isinstance(pov, np.ndarray):
+        raise ValueError(f"obs['pov'] must be a numpy array, got {type(pov).__name__}")
+    if pov.dtype.kind == "f" and np.isnan(pov).any():
+        raise ValueError("obs['pov'] contains NaN; expected RGB uint8 HxWx3")
+    if pov.dtype != np.uint8:
+        raise ValueError(f"obs['pov'] must be uint8 RGB, got dtype {pov.dtype}")
+    if pov.ndim != 3 or pov.shape[2] != 3 or pov.shape[0] < 1 or pov.shape[1] < 1:
+        raise ValueError(f"obs['pov'] must have shape (H, W, 3), got {pov.shape}")
+    h, w = size
+    if pov.shape[:2] == (h, w):
+        return np.ascontiguousarray(pov)
+    return cv2.resize(pov, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@contextlib.contextmanager
+def _fork_rng(seed: Optional[int]):
+    """Seed torch's global RNG inside the block only (parameter init), leaving the caller's RNG untouched."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,78 @@
+"""ImpalaCNN image encoder (Espeholt et al. 2018) as configured by VPT.
+
+Each stack: 3x3 conv -> 3x3/2 max-pool -> GroupNorm -> two residual blocks. Then the CHW-flattened
+features go through ``dense`` (LayerNorm -> Linear -> ReLU) to 256 features.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import NormedLayer
+
+
+class ResidualBlock(nn.Module):
+    """``x + relu(conv1(relu(conv0(x))))``, each conv with its own pre-norm."""
+
+    def __init__(self, chans: int, norm_groups: Optional[int], init_scale: float):
+        super().__init__()
+        s = math.sqrt(init_scale)
+        self.conv0 = NormedLayer.conv3x3(chans, chans, norm_groups, s)
+        self.conv1 = NormedLayer.conv3x3(chans, chans, norm_groups, s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(self.conv0(x))
+
+
+class DownStack(nn.Module):
+    """One Impala stack: firstconv, optional max-pool + GroupNorm ``n``, residual blocks."""
+
+    def __init__(self, c_in: int, c_out: int, n_blocks: int, norm_groups: Optional[int], first_conv_norm: bool,
+                 pool: bool = True, post_pool_groups: Optional[int] = None, init_scale: float = 1.0):
+        super().__init__()
+        self.firstconv = NormedLayer.conv3x3(c_in, c_out, norm_groups if first_conv_norm else None)
+        self.pool = pool
+        self.n = nn.GroupNorm(post_pool_groups, c_out) if (pool and post_pool_groups is not None) else None
+        self.blocks = nn.ModuleList(
+            [ResidualBlock(c_out, norm_groups, init_scale / math.sqrt(n_blocks)) for _ in range(n_blocks)]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.firstconv(x)
+        if self.pool:
+            x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+            if self.n is not None:
+                x = self.n(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class ImpalaCNN(nn.Module):
+    """Frames (N, C, H, W) float -> features (N, ``outsize``)."""
+
+    def __init__(self, img_shape: Sequence[int], chans: Sequence[int], outsize: int = 256, n_blocks: int = 2,
+                 norm_groups: Optional[int] = 1, dense_layer_norm: bool = True, first_conv_norm: bool = False,
+                 pool: bool = True, post_pool_groups: Optional[int] = None):
+        super().__init__()
+        h, w, c = img_shape
+        self.stacks = nn.ModuleList()
+        for i, c_out in enumerate(chans):
+            self.stacks.append(DownStack(
+                c, c_out, n_blocks, norm_groups, first_conv_norm=first_conv_norm if i == 0 else True,
+                pool=pool, post_pool_groups=post_pool_groups, init_scale=math.sqrt(len(chans)),
+            ))
+            c = c_out
+            if pool:
+                h, w = (h + 1) // 2, (w + 1) // 2
+        self.out_shape: Tuple[int, int, int] = (c, h, w)
+        self.dense = NormedLayer.linear(c * h * w, outsize, layer_norm=dense_layer_norm, init_scale=1.4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stack in self.stacks:
+            x = stack(x)
+        return self.dense(x.flatten(1))  # flatten in (C, H, W) order, as the official code does
