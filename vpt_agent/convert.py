@@ -1,0 +1,127 @@
+"""Convert VPT ``.weights`` files (pickled torch state dicts) to ``.safetensors``.
+
+``python -m vpt_agent.convert IN.weights OUT.safetensors [--model CONFIG.model]``
+
+The tensors are written unchanged (made contiguous; 0-dim tensors such as ``value_head.normalizer.debiasing_term``
+are kept). The ``.model`` config is copied next to the output with the same stem (``OUT.model``), so the pair loads
+with ``VPTAgent.from_files("OUT.model", "OUT.safetensors")``. The config is taken from ``--model``, else from
+``IN.model`` when that exists; without one only the tensors are written (and a warning is logged).
+A ``.safetensors`` file holds no pickle and is memory-mapped on load.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from .loading import ModelFileError, WeightsFileError, load_model_config, read_state_dict
+
+logger = logging.getLogger(__name__)
+
+
+class ConversionError(ValueError):
+    """The input cannot be converted (missing, unreadable, or not a state dict of tensors)."""
+
+
+def read_weights(path: os.PathLike) -> Dict[str, torch.Tensor]:
+    """Load a ``.weights`` state dict without executing pickled code (``torch.load(weights_only=True)``).
+
+    Raises :class:`ConversionError` when the file is missing, unreadable or not a dict of name -> tensor.
+    """
+    try:
+        return read_state_dict(path)
+    except WeightsFileError as exc:
+        raise ConversionError(str(exc)) from exc
+
+
+def _contiguous_unshared(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Contiguous tensors with no two sharing memory (safetensors refuses shared storage)."""
+    seen = set()
+    out = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().contiguous()
+        if tensor.numel() and tensor.untyped_storage().data_ptr() in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        out[name] = tensor
+    return out
+
+
+def convert(weights_in: os.PathLike, out_path: os.PathLike, model_in: Optional[os.PathLike] = None) -> Path:
+    """Write ``weights_in`` as safetensors to ``out_path`` and copy the ``.model`` config to ``out_path.model``.
+
+    ``model_in`` defaults to ``weights_in`` with a ``.model`` suffix when that file exists. Returns ``out_path``.
+    Raises :class:`ConversionError` for bad input.
+    """
+    from safetensors.torch import save_file
+
+    weights_in, out_path = Path(weights_in), Path(out_path)
+    if out_path.suffix != ".safetensors":
+        raise ConversionError(f"output must end in .safetensors, got {out_path}")
+    config = _config_source(weights_in, model_in)
+    tensors = _contiguous_unshared(read_weights(weights_in))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt", "source": weights_in.name})
+    os.replace(tmp, out_path)
+    logger.info("wrote %d tensors to %s", len(tensors), out_path)
+    if config is not None:
+        target = out_path.with_suffix(".model")
+        if config.resolve() != target.resolve():
+            shutil.copyfile(config, target)
+        logger.info("copied config %s to %s", config, target)
+    else:
+        logger.warning("no .model config given (--model); only the tensors were written")
+    return out_path
+
+
+def _config_source(weights_in: Path, model_in: Optional[os.PathLike]) -> Optional[Path]:
+    """The config to copy: ``model_in`` (must exist) or ``weights_in.with_suffix('.model')`` if present."""
+    if model_in is None:
+        guess = weights_in.with_suffix(".model")
+        if not guess.is_file():
+            return None
+        model_in = guess
+    model_in = Path(model_in)
+    if not model_in.is_file():
+        raise ConversionError(f"model config not found: {model_in}")
+    _check_config(model_in)
+    return model_in
+
+
+def _check_config(path: Path) -> None:
+    """Parse the config with the safe (restricted-unpickler) loader before copying it."""
+    try:
+        load_model_config(path)
+    except ModelFileError as exc:
+        raise ConversionError(f"{path} is not a valid .model config: {exc}") from exc
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point; errors are one line on stderr and exit status 1."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vpt_agent.convert",
+        description="Convert a VPT .weights file to .safetensors (the .model config is copied to OUT.model).",
+    )
+    parser.add_argument("weights", help="input .weights file (torch state dict)")
+    parser.add_argument("output", help="output .safetensors file")
+    parser.add_argument("--model", default=None, help="the .model config to copy next to the output "
+                        "(default: IN.model if it exists)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        convert(args.weights, args.output, args.model)
+    except ConversionError as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
