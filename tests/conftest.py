@@ -7,20 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from golden_helpers.obs_gen import make_obs  # noqa: F401  (the golden frames, re-exported for tests)
+
 DATA = Path(__file__).parent / "data"
 SMALL_MODEL = DATA / "small.model"
 SMALL_WEIGHTS = DATA / "small.weights"
 
 torch.set_num_threads(2)
-
-
-def make_obs(seed: int, t: int) -> np.ndarray:
-    """The golden frames (same as ../shared/golden/obs_gen.py): 360x640 RGB blobs plus noise."""
-    r = np.random.default_rng(seed * 100003 + t)
-    low = r.integers(0, 256, size=(9, 16, 3)).astype(np.float32)
-    img = np.kron(low, np.ones((40, 40, 1), dtype=np.float32))
-    img += r.normal(0, 20, size=img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from key_layout import official_keys  # the official layout derived from a config (../shared/golden)
+from golden_helpers.key_layout import official_keys  # the official layout derived from a config (../shared/golden)
 from vpt_agent import PolicyConfig, VPTPolicy
 
 VPT_NET = dict(
