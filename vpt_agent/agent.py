@@ -70,6 +70,9 @@ class VPTAgent:
         self.dtype = resolve_dtype(dtype)
         self.policy = policy.to(self.device)
         self.config: PolicyConfig = policy.cfg
+        if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not _cpu_has_fast_bf16():
+            logger.warning("bfloat16 on a CPU without native bf16 support (AVX-512 BF16 / AMX): PyTorch falls back "
+                           "to slow reference kernels and this agent will be much slower than float32")
         self.generator = torch.Generator(device=self.device)
         self.seed(seed)
         self._state: Optional[List[LayerMemory]] = None
@@ -200,6 +203,14 @@ def preprocess_pov(obs: Mapping[str, Any], size: Sequence[int] = (128, 128)) -> 
     if pov.shape[:2] == (h, w):
         return np.ascontiguousarray(pov)
     return cv2.resize(pov, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @contextlib.contextmanager
