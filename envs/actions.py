@@ -1,0 +1,68 @@
+"""MineRL 1.0's 24-key action space (the space VPT's agents act in) and helpers to fill/normalise actions."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from gymnasium import spaces
+
+#: Buttons in MineRL 1.0 (sorted, as gym's Dict sorts them); each is Discrete(2).
+BUTTON_KEYS: tuple[str, ...] = (
+    "ESC", "attack", "back", "drop", "forward",
+    "hotbar.1", "hotbar.2", "hotbar.3", "hotbar.4", "hotbar.5", "hotbar.6", "hotbar.7", "hotbar.8", "hotbar.9",
+    "inventory", "jump", "left", "pickItem", "right", "sneak", "sprint", "swapHands", "use",
+)
+#: All 24 action keys: the 23 buttons plus ``camera``.
+ACTION_KEYS: tuple[str, ...] = tuple(sorted(BUTTON_KEYS + ("camera",)))
+CAMERA_LIMIT = 180.0
+
+
+def action_space() -> spaces.Dict:
+    """Gymnasium version of MineRL's action space: 23 ``Discrete(2)`` buttons + ``camera`` Box(-180, 180, (2,))."""
+    entries: dict[str, spaces.Space] = {key: spaces.Discrete(2) for key in BUTTON_KEYS}
+    entries["camera"] = spaces.Box(-CAMERA_LIMIT, CAMERA_LIMIT, shape=(2,), dtype=np.float32)
+    return spaces.Dict({key: entries[key] for key in ACTION_KEYS})
+
+
+def noop_action() -> dict[str, Any]:
+    """All buttons released (``0``) and ``camera = [0, 0]``."""
+    action: dict[str, Any] = {key: 0 for key in BUTTON_KEYS}
+    action["camera"] = np.zeros(2, np.float32)
+    return {key: action[key] for key in ACTION_KEYS}
+
+
+def fill_action(action: Mapping[str, Any], strict: bool = False) -> dict[str, Any]:
+    """Complete and normalise an action dict.
+
+    Missing keys become no-ops (MineRL: a missing key is a released button). Buttons become Python ``int``
+    0/1 (MineRL's Java side parses buttons as integers, so ``1.0`` would crash it); values with a leading batch
+    dimension of size 1, as VPT's agent emits them (``(1,)`` buttons, ``(1, 2)`` camera), are squeezed.
+    ``camera`` becomes a float32 array ``[pitch, yaw]`` in degrees.
+
+    Args:
+        action: mapping from action key to value.
+        strict: if True, unknown keys raise ``ValueError`` (otherwise they are dropped, as MineRL ignores them).
+    """
+    if not isinstance(action, Mapping):
+        raise ValueError(f"action must be a mapping of MineRL action keys, got {type(action).__name__}")
+    unknown = sorted(set(action) - set(ACTION_KEYS))
+    if unknown and strict:
+        raise ValueError(f"unknown action keys {unknown}; expected a subset of {list(ACTION_KEYS)}")
+    filled = noop_action()
+    for key in ACTION_KEYS:
+        if key not in action:
+            continue
+        value = action[key]
+        if key == "camera":
+            camera = np.asarray(value, np.float32).reshape(-1)
+            if camera.shape != (2,):
+                raise ValueError(f"camera must hold 2 numbers [pitch, yaw], got shape {np.shape(value)}")
+            if not np.all(np.isfinite(camera)):
+                raise ValueError(f"camera must be finite, got {camera}")
+            filled["camera"] = camera
+        else:
+            flat = np.asarray(value).reshape(-1)
+            if flat.size != 1:
+                raise ValueError(f"button {key!r} must be a single 0/1 value, got shape {np.shape(value)}")
+            filled[key] = 1 if flat[0] else 0
+    return filled

@@ -1,0 +1,115 @@
+"""Test-only Gymnasium envs for the evaluation runner (registered on import).
+
+``evalenvs/Pov-v0``: deterministic toy env with MineRL's 24-key action space; the pov depends on the
+seed and the step, the reward on the actions, the length is ``length + seed % length_jitter``, and
+``info["items"]`` reports item counts.
+``crash_mode`` makes chosen seeds fail at step ``crash_at``: ``raise`` (an exception), ``exit``
+(the process dies with ``os._exit``) or ``hang`` (sleeps past any step timeout). With ``crash_dir``
+the failure is transient: a seed fails ``crash_times`` times, then runs normally, like a flaky
+Minecraft. Use as ``--env evalenvs:evalenvs/Pov-v0`` with ``tests/`` on the Python path.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+BUTTONS = ("ESC", "attack", "back", "drop", "forward", *(f"hotbar.{i}" for i in range(1, 10)), "inventory",
+           "jump", "left", "pickItem", "right", "sneak", "sprint", "swapHands", "use")
+
+
+def minerl_action_space() -> spaces.Dict:
+    """MineRL 1.0's 24-key action space: 23 Discrete(2) buttons and a Box camera [pitch, yaw]."""
+    entries: Dict[str, spaces.Space] = {name: spaces.Discrete(2) for name in BUTTONS}
+    entries["camera"] = spaces.Box(-180.0, 180.0, shape=(2,), dtype=np.float32)
+    return spaces.Dict(entries)
+
+
+class PovEnv(gymnasium.Env):
+    """Deterministic given seed and actions; can crash on purpose (see the module docstring)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, length: int = 20, pov_shape: Sequence[int] = (72, 128), crash_mode: Optional[str] = None,
+                 crash_at: int = 3, crash_seeds: Optional[Sequence[int]] = None, crash_dir: Optional[str] = None,
+                 crash_times: int = 1, length_jitter: int = 1, step_delay: float = 0.0):
+        self.step_delay = step_delay
+        self.base_length = length
+        self.length_jitter = max(1, length_jitter)
+        self.length = length
+        self.pov_shape = tuple(pov_shape)
+        self.crash_mode = crash_mode
+        self.crash_at = crash_at
+        self.crash_seeds = None if crash_seeds is None else set(crash_seeds)
+        self.crash_dir = crash_dir
+        self.crash_times = crash_times
+        self.action_space = minerl_action_space()
+        self.observation_space = spaces.Dict({
+            "pov": spaces.Box(0, 255, shape=(*self.pov_shape, 3), dtype=np.uint8),
+            "inventory": spaces.Dict({"oak_log": spaces.Box(0, 2304, shape=(), dtype=np.int64)}),
+        })
+        self._seed = 0
+        self._t = 0
+        self._logs = 0
+        self._jumps = 0
+
+    def _pov(self) -> np.ndarray:
+        rng = np.random.default_rng(self._seed * 1000 + self._t)
+        low = rng.integers(0, 256, size=(3, 4, 3), dtype=np.uint8)
+        return np.kron(low, np.ones((self.pov_shape[0] // 3, self.pov_shape[1] // 4, 1), dtype=np.uint8))
+
+    def _obs(self) -> Dict[str, Any]:
+        return {"pov": self._pov(), "inventory": {"oak_log": np.array(self._logs)}}
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        self._seed = int(seed or 0)
+        self.length = self.base_length + self._seed % self.length_jitter  # staggers episode ends across envs
+        self._t = self._logs = self._jumps = 0
+        return self._obs(), {}
+
+    def _should_crash(self) -> bool:
+        if self.crash_mode is None or self._t != self.crash_at:
+            return False
+        if self.crash_seeds is not None and self._seed not in self.crash_seeds:
+            return False
+        if self.crash_dir is None:
+            return True
+        marks = Path(self.crash_dir)
+        marks.mkdir(parents=True, exist_ok=True)
+        done = len(list(marks.glob(f"seed{self._seed}-*")))
+        if done >= self.crash_times:
+            return False
+        (marks / f"seed{self._seed}-{done}").touch()
+        return True
+
+    def _crash(self) -> None:
+        if self.crash_mode == "raise":
+            raise RuntimeError(f"PovEnv crashed on purpose (seed {self._seed}, step {self._t})")
+        if self.crash_mode == "exit":
+            os._exit(3)
+        if self.crash_mode == "hang":
+            time.sleep(3600)
+        raise ValueError(f"unknown crash_mode {self.crash_mode!r}")
+
+    def step(self, action: Dict[str, Any]):
+        if self._should_crash():
+            self._crash()
+        if self.step_delay:
+            time.sleep(self.step_delay)  # a slow simulator, for tests that must interrupt a run midway
+        self._t += 1
+        attack, jump = int(action["attack"]), int(action["jump"])
+        camera = np.asarray(action["camera"], dtype=np.float64)
+        self._logs += attack
+        self._jumps += jump
+        reward = float(attack) + 0.5 * jump + float(np.abs(camera).sum()) / 100.0
+        info = {"items": {"oak_log": self._logs, "jumps": self._jumps}}
+        return self._obs(), reward, False, self._t >= self.length, info
+
+
+gymnasium.register("evalenvs/Pov-v0", entry_point="evalenvs:PovEnv")

@@ -1,0 +1,34 @@
+from minerl.herobraine.env_spec import EnvSpec
+from minerl.herobraine.hero import spaces
+
+KEYS = ("ESC", "attack", "back", "drop", "forward", "hotbar.1", "hotbar.2", "hotbar.3", "hotbar.4", "hotbar.5",
+        "hotbar.6", "hotbar.7", "hotbar.8", "hotbar.9", "inventory", "jump", "left", "pickItem", "right",
+        "sneak", "sprint", "swapHands", "use")
+ITEMS = ("air", "birch_log", "cobblestone", "crafting_table", "diamond", "diamond_pickaxe", "diamond_shovel",
+         "dirt", "furnace", "iron_ingot", "iron_ore", "iron_pickaxe", "oak_log", "oak_planks", "spruce_log",
+         "stick", "stone_pickaxe", "wooden_pickaxe")
+
+
+class HumanControlEnvSpec(EnvSpec):
+    def __init__(self, name, *args, resolution=(640, 360), guiscale_range=[1, 1], gamma_range=[2.0, 2.0],
+                 fov_range=[70.0, 70.0], cursor_size_range=[16, 16], **kwargs):
+        self.resolution = resolution
+        self.guiscale_range = guiscale_range
+        self.gamma_range = gamma_range
+        self.fov_range = fov_range
+        self.cursor_size_range = cursor_size_range
+        super().__init__(name, *args, **kwargs)
+
+    @property
+    def action_space(self):
+        entries = {key: spaces.Discrete(2) for key in KEYS}
+        entries["camera"] = spaces.Box(-180, 180, (2,), float)
+        return spaces.Dict(entries)
+
+    @property
+    def observation_space(self):
+        width, height = self.resolution
+        return spaces.Dict({
+            "pov": spaces.Box(0, 255, (height, width, 3), "uint8"),
+            "inventory": spaces.Dict({item: spaces.Box(0, 2304, (), "int32") for item in ITEMS}),
+        })
