@@ -68,11 +68,34 @@ def build_ours(size: str, device: str, dtype: str):
     return agent
 
 
+def _reset_peak_mem(device: str) -> None:
+    """Start peak-memory accounting now, so weight generation and set-up do not count."""
+    import gc
+
+    gc.collect()
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
+    except OSError:
+        pass
+
+
 def _peak_mem_mb(device: str) -> float:
+    """Peak memory since :func:`_reset_peak_mem`: CUDA allocator peak, or peak RSS of this process on CPU."""
     if device == "cuda":
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -83,6 +106,7 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
     agent = build_ours(size, device, dtype)
     obs = [{"pov": f} for f in frames(16)]
     batches = [[obs[(t + i) % len(obs)] for i in range(batch)] for t in range(len(obs))]
+    _reset_peak_mem(device)
     for t in range(warmup):
         agent.get_actions(batches[t % len(batches)], [t == 0] * batch)
     if device == "cuda":
@@ -121,12 +145,14 @@ def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any
     off.policy.load_state_dict(synthetic_state_dict(size), strict=False)
     off.reset()
     obs = [{"pov": f} for f in frames(16)]
+    _reset_peak_mem("cpu")
     for t in range(warmup):
         off.get_action(obs[t % len(obs)])
     start = time.perf_counter()
     for t in range(steps):
         off.get_action(obs[t % len(obs)])
     elapsed = time.perf_counter() - start
+    peak_mb = _peak_mem_mb("cpu")
     # identical actions: deterministic rollouts of both implementations on the same frames
     off.reset()
     ours = build_ours(size, "cpu", "float32")
@@ -139,7 +165,7 @@ def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any
         same += int(int(ac["buttons"][0, 0]) == st.buttons[0] and int(ac["camera"][0, 0]) == st.camera[0])
     return dict(impl="official", size=size, batch=1, dtype="float32", device="cpu", steps=steps,
                 ms_per_step=1000 * elapsed / steps, ms_per_frame=1000 * elapsed / steps,
-                frames_per_s=steps / elapsed, peak_mem_mb=_peak_mem_mb("cpu"),
+                frames_per_s=steps / elapsed, peak_mem_mb=peak_mb,
                 identical_actions=f"{same}/{n_cmp}")
 
 
