@@ -30,19 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-VPT_NET = dict(
-    attention_heads=16, attention_mask_style="clipped_causal", attention_memory_size=256, diff_mlp_embedding=False,
-    hidsize=2048, img_shape=[128, 128, 3], impala_chans=[16, 32, 32], impala_kwargs={"post_pool_groups": 1},
-    impala_width=8, init_norm_kwargs={"batch_norm": False, "group_norm_groups": 1}, n_recurrence_layers=4,
-    only_img_input=True, pointwise_ratio=4, pointwise_use_activation=False, recurrence_is_residual=True,
-    recurrence_type="transformer", timesteps=128, use_pointwise_layer=True, use_pre_lstm_ln=False,
-)
-SIZES = {"1x": (1024, 4), "2x": (2048, 8), "3x": (3072, 12)}
+SIZES = ("1x", "2x", "3x")
 
 
 def net_kwargs(size: str) -> Dict[str, Any]:
-    hidsize, width = SIZES[size]
-    return dict(VPT_NET, hidsize=hidsize, impala_width=width)
+    from vpt_agent.config import official_net_kwargs
+
+    return official_net_kwargs(size)
 
 
 def synthetic_state_dict(size: str):
@@ -209,7 +203,7 @@ def _table(rows: List[Dict[str, Any]]) -> str:
 
 def main(argv: List[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", nargs="+", default=["1x"], choices=list(SIZES))
+    p.add_argument("--sizes", nargs="+", default=["1x"], choices=SIZES)
     p.add_argument("--batch", nargs="+", type=int, default=[1, 4, 8, 32])
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")

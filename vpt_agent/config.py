@@ -8,6 +8,25 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
+#: The released models' ``net.args`` (the official ``POLICY_KWARGS``, which is the 2x config).
+VPT_NET_KWARGS: Dict[str, Any] = dict(
+    attention_heads=16, attention_mask_style="clipped_causal", attention_memory_size=256, diff_mlp_embedding=False,
+    hidsize=2048, img_shape=[128, 128, 3], impala_chans=[16, 32, 32], impala_kwargs={"post_pool_groups": 1},
+    impala_width=8, init_norm_kwargs={"batch_norm": False, "group_norm_groups": 1}, n_recurrence_layers=4,
+    only_img_input=True, pointwise_ratio=4, pointwise_use_activation=False, recurrence_is_residual=True,
+    recurrence_type="transformer", timesteps=128, use_pointwise_layer=True, use_pre_lstm_ln=False,
+)
+#: 1x / 2x / 3x differ only in (hidsize, impala_width).
+VPT_SIZES: Dict[str, Tuple[int, int]] = {"1x": (1024, 4), "2x": (2048, 8), "3x": (3072, 12)}
+
+
+def official_net_kwargs(size: str) -> Dict[str, Any]:
+    """``net.args`` of the released 1x/2x/3x models (what their ``.model`` files hold)."""
+    if size not in VPT_SIZES:
+        raise ValueError(f"unknown model size {size!r}; expected one of {sorted(VPT_SIZES)}")
+    hidsize, width = VPT_SIZES[size]
+    return dict(VPT_NET_KWARGS, hidsize=hidsize, impala_width=width)
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
@@ -61,6 +80,11 @@ class PolicyConfig:
             raise ValueError("not a VPT .model config: expected model['model']['args']['net']['args']") from e
         pi_opts = dict(args.get("pi_head_opts") or {})
         return cls.from_kwargs(net, temperature=float(pi_opts.get("temperature", 1.0)))
+
+    @classmethod
+    def official(cls, size: str) -> "PolicyConfig":
+        """The config of the released ``"1x"``, ``"2x"`` or ``"3x"`` models (temperature 2)."""
+        return cls.from_kwargs(official_net_kwargs(size), temperature=2.0)
 
     @classmethod
     def from_kwargs(cls, net: Mapping[str, Any], temperature: float = 1.0) -> "PolicyConfig":
