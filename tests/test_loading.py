@@ -1,5 +1,4 @@
 """Weight and config loading: RL files, mismatch diagnosis, refusal of code-running pickles, corrupt files."""
-import io
 import pickle
 from collections import OrderedDict
 

@@ -28,6 +28,8 @@ def test_official_layout(size):
 def test_unsupported_config_is_a_clear_error():
     with pytest.raises(NotImplementedError, match="recurrence_type"):
         PolicyConfig.from_kwargs(dict(VPT_NET_KWARGS, recurrence_type="multi_layer_lstm"))
+    with pytest.raises(NotImplementedError, match="img_statistics"):
+        PolicyConfig.from_kwargs(dict(VPT_NET_KWARGS, img_statistics="stats.npz"))
     with pytest.raises(ValueError, match="unknown model size"):
         PolicyConfig.official("4x")
     with pytest.raises(ValueError, match="divisible"):

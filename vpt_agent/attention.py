@@ -79,7 +79,7 @@ class SelfAttention(nn.Module):
         Returns ``(attention output (B, t, H), new keys (B, t, H), new values (B, t, H))``.
         """
         B, t, H = y.shape
-        nh, L = self.heads, self.maxlen
+        nh = self.heads
         q, k, v = self.q_layer(y), self.k_layer(y), self.v_layer(y)
         keys = torch.cat([mem.keys.to(k.dtype), k], dim=1)
         values = torch.cat([mem.values.to(v.dtype), v], dim=1)

@@ -93,6 +93,9 @@ class PolicyConfig:
         ignored = sorted(set(net) - known)
         if ignored:
             logger.debug("ignoring policy kwargs the network does not use: %s", ignored)
+        if net.get("img_statistics") is not None:
+            raise NotImplementedError("img_statistics (mean/std image normalisation) is not supported; "
+                                      "no released VPT model uses it")
         kw = {k: v for k, v in net.items() if k in known}
         for k in ("impala_chans", "img_shape"):
             if k in kw and kw[k] is not None:
