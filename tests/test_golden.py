@@ -38,3 +38,16 @@ def test_golden_exercises_memory_and_actions(golden):
     """The golden run is only a meaningful check if it has varied actions over a wrapped memory."""
     assert len(set(golden["joint_buttons"].tolist())) >= 3
     assert (golden["joint_camera"] != 60).sum() > 3
+
+
+def test_seeded_sampling_matches_official_sampler(golden):
+    """VPTAgent(seed=s) samples exactly what the official agent samples after torch.manual_seed(s)."""
+    from conftest import DATA, SMALL_MODEL, SMALL_WEIGHTS
+    from vpt_agent import VPTAgent
+
+    g = np.load(DATA / "golden_stochastic.npz")
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", seed=int(g["seed"]))
+    for t in range(len(g["joint_buttons"])):
+        st = agent.act([{"pov": make_obs(int(g["obs_seed"]), t)}], [t == 0])
+        assert (st.buttons[0], st.camera[0]) == (g["joint_buttons"][t], g["joint_camera"][t]), t
+    assert len(set(g["joint_buttons"].tolist())) > 3  # the samples differ from the argmax path
