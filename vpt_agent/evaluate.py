@@ -342,11 +342,9 @@ def _torch_threads(n: int):
 
 def build_agent(config: EvalConfig):
     """Load the VPT agent the config asks for (files, zoo name, or random init for smoke tests)."""
-    import torch
-
     from .agent import VPTAgent
 
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[config.dtype]
+    dtype = config.dtype  # a dtype name; VPTAgent resolves it (agent.resolve_dtype)
     if config.zoo is not None:
         return VPTAgent.from_pretrained(config.zoo, device=config.device, dtype=dtype, seed=config.seed)
     if config.weights == "random":
