@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gymnasium as gym  # noqa: E402
 
-import envs  # noqa: E402,F401
-from envs.actions import noop_action  # noqa: E402
-from envs.policies import RandomPolicy, TreechopScript  # noqa: E402
+import vpt_envs  # noqa: E402,F401
+from vpt_envs.actions import noop_action  # noqa: E402
+from vpt_envs.policies import RandomPolicy, TreechopScript  # noqa: E402
 
 
 def run(policy_name: str, steps: int, seed: int, backend: str | None, internal: tuple[int, int]) -> dict:

@@ -1,7 +1,11 @@
-"""Exceptions raised by the ``envs`` package."""
+"""Exceptions raised by the ``vpt_envs`` package (source folder ``envs/``)."""
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
+
+from gymnasium.error import DependencyNotInstalled
+
+from vpt_agent.errors import VPTError
 
 MINERL_INSTALL_HINT = (
     "MineRL 1.0 is not installed. It needs a full JDK 8 (a JRE is not enough) and is installed from GitHub "
@@ -13,7 +17,7 @@ MINERL_INSTALL_HINT = (
 )
 
 
-class MineRLNotInstalledError(ImportError):
+class MineRLNotInstalledError(VPTError, DependencyNotInstalled, ImportError):
     """``minerl`` could not be imported; the message explains how to install MineRL 1.0."""
 
     def __init__(self, cause: Optional[BaseException] = None):
@@ -21,7 +25,7 @@ class MineRLNotInstalledError(ImportError):
         super().__init__(MINERL_INSTALL_HINT + detail)
 
 
-class EnvCrashed(RuntimeError):
+class EnvCrashed(VPTError, RuntimeError):
     """The simulator failed mid-episode (e.g. MineRL's socket to Minecraft timed out or Minecraft died).
 
     This is never a normal episode end: the observation that came with it is garbage (MineRL returns a random
@@ -42,7 +46,7 @@ class EnvCrashed(RuntimeError):
         super().__init__(f"environment crashed{where}: {reason}")
 
 
-class EnvValidationError(ValueError):
+class EnvValidationError(VPTError, ValueError):
     """The environment's settings or action space differ from what VPT's models need.
 
     Attributes:

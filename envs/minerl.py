@@ -1,6 +1,6 @@
 """Gymnasium adapter over MineRL 1.0 (old gym API), with VPT's settings and MineRL's quirks absorbed.
 
-``minerl`` is imported only when an env is made; without it, :class:`envs.MineRLNotInstalledError` explains how
+``minerl`` is imported only when an env is made; without it, :class:`vpt_envs.MineRLNotInstalledError` explains how
 to install it. What the adapter does on top of MineRL:
 
 * Gymnasium API: ``reset(seed=...) -> (obs, info)`` (the seed becomes ``env.seed(seed)`` before MineRL's
@@ -8,7 +8,7 @@ to install it. What the adapter does on top of MineRL:
 * Actions: missing keys are filled with no-ops, every one of the 24 keys is sent (BASALT raises ``KeyError``
   without ``ESC``), buttons are sent as ``int`` (Java parses integers; ``1.0`` kills the connection).
 * Crashes: MineRL reports a dead socket as ``done=True`` with ``info["error"]`` and a *random* observation. The
-  adapter closes the env and raises :class:`envs.EnvCrashed` instead of ending the episode normally; the same
+  adapter closes the env and raises :class:`vpt_envs.EnvCrashed` instead of ending the episode normally; the same
   for exceptions from ``step``/``reset`` and for a launch that exceeds ``launch_timeout``. ``reset()`` after a
   crash relaunches Minecraft.
 * Time limits: ``max_episode_steps`` truncates (HumanSurvival has none of its own). MineRL's own timeouts in
@@ -30,9 +30,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.actions import ACTION_KEYS, BUTTON_KEYS, CAMERA_LIMIT, action_space, fill_action
-from envs.errors import EnvCrashed, EnvValidationError, MineRLNotInstalledError
-from envs.rewards import ItemRewardWrapper, TableLike, VPT_DIAMOND_PICKAXE_TABLE
+from .actions import ACTION_KEYS, BUTTON_KEYS, CAMERA_LIMIT, action_space, fill_action
+from .errors import EnvCrashed, EnvValidationError, MineRLNotInstalledError
+from .rewards import ItemRewardWrapper, TableLike, VPT_DIAMOND_PICKAXE_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -324,13 +324,13 @@ def make(env_id_or_spec: Union[str, Any], *, max_episode_steps: Optional[int] = 
     Args:
         env_id_or_spec: a MineRL id from :data:`MINERL_SPECS` (``"MineRLHumanSurvival-v0"``, optionally with the
             ``vpt/`` prefix) or a MineRL EnvSpec object (e.g. ``HumanSurvival(**VPT_ENV_KWARGS)``).
-        max_episode_steps: time limit; default :data:`envs.MINERL_TIME_LIMITS` for known ids, else the spec's.
-        item_rewards: reward table for :class:`envs.rewards.ItemRewardWrapper`; default: VPT's diamond-pickaxe
+        max_episode_steps: time limit; default :data:`vpt_envs.MINERL_TIME_LIMITS` for known ids, else the spec's.
+        item_rewards: reward table for :class:`vpt_envs.rewards.ItemRewardWrapper`; default: VPT's diamond-pickaxe
             table for HumanSurvival (which pays nothing otherwise), none for the rest; ``False`` disables.
         launch_timeout, recycle_every, validate, render_mode: see :class:`MineRLEnv`.
         spec_kwargs: extra constructor kwargs for the spec of an id (override VPT's settings at your risk).
     """
-    from envs import MINERL_TIME_LIMITS
+    from . import MINERL_TIME_LIMITS
 
     env_id, factory = _spec_factory(env_id_or_spec, spec_kwargs)
     if max_episode_steps is _DEFAULT:

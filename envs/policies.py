@@ -8,9 +8,9 @@ from typing import Any, Optional
 import gymnasium as gym
 import numpy as np
 
-from envs.actions import action_space, noop_action
-from envs.voxel import REACH
-from envs.voxel_world import BLOCKS, LOG_BLOCKS
+from .actions import action_space, noop_action
+from .voxel import REACH
+from .voxel_world import BLOCKS, LOG_BLOCKS
 
 _LEAVES = {i for i, b in enumerate(BLOCKS) if b.name.endswith("_leaves")}
 MAX_TURN = 10.0  # degrees per step, about what VPT's camera bins allow

@@ -15,9 +15,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.actions import action_space, fill_action
-from envs.voxel_render import VoxelRenderer, camera_basis
-from envs.voxel_world import AIR, BLOCKS, INVENTORY_ITEMS, LOG_ITEMS, World, generate_world
+from .actions import action_space, fill_action
+from .voxel_render import VoxelRenderer, camera_basis
+from .voxel_world import AIR, BLOCKS, INVENTORY_ITEMS, LOG_ITEMS, World, generate_world
 
 WALK_SPEED = 4.317 / 20
 SPRINT_SPEED = 5.612 / 20
@@ -38,7 +38,7 @@ class VoxelTreechopEnv(gym.Env):
     """Chop trees in a small procedurally generated block world.
 
     Observation: ``{"pov": (360, 640, 3) uint8 RGB, "inventory": {item: int32 count}}`` with MineRL item names.
-    Action: MineRL 1.0's 24-key dict (see :mod:`envs.actions`); ``camera`` is ``[pitch, yaw]`` degrees per
+    Action: MineRL 1.0's 24-key dict (see :mod:`vpt_envs.actions`); ``camera`` is ``[pitch, yaw]`` degrees per
     step, positive pitch looks down, pitch is clamped to +-90. Movement keys, ``jump``, ``sneak``, ``sprint``,
     ``attack`` and ``hotbar.1-9`` (slot highlight) act; ``use``, ``drop``, ``inventory``, ``ESC``, ``pickItem``
     and ``swapHands`` are accepted and ignored. Missing keys are no-ops.

@@ -20,7 +20,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from envs.voxel_world import AIR, BLOCKS, World
+from .voxel_world import AIR, BLOCKS, World
 
 logger = logging.getLogger(__name__)
 

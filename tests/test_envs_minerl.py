@@ -1,4 +1,4 @@
-"""Tests for the MineRL 1.0 adapter (envs.minerl) against a fake ``minerl`` package (tests/fake_minerl)."""
+"""Tests for the MineRL 1.0 adapter (vpt_envs.minerl) against a fake ``minerl`` package (tests/fake_minerl)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +7,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs import EnvCrashed, EnvValidationError, MineRLNotInstalledError
-from envs import minerl as adapter
-from envs.actions import ACTION_KEYS
+import vpt_envs
+from vpt_envs import EnvCrashed, EnvValidationError, MineRLNotInstalledError
+from vpt_envs import minerl as adapter
+from vpt_envs.actions import ACTION_KEYS
 
 FAKE_DIR = Path(__file__).parent / "fake_minerl"
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +44,12 @@ def spec(name, **kwargs):
 
 
 def test_import_registers_ids_without_importing_minerl():
-    code = ("import sys, gymnasium, envs; "
+    code = ("import sys, gymnasium, vpt_envs; "
             "assert 'minerl' not in sys.modules and 'numba' not in sys.modules and 'cv2' not in sys.modules; "
             "print(' '.join(sorted(k for k in gymnasium.registry if k.startswith('vpt/'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     ids = set(out.stdout.split())
-    assert ids == {"vpt/VoxelTreechop-v0"} | {f"vpt/{i}" for i in envs.MINERL_TIME_LIMITS}
+    assert ids == {"vpt/VoxelTreechop-v0"} | {f"vpt/{i}" for i in vpt_envs.MINERL_TIME_LIMITS}
     assert {"vpt/MineRLHumanSurvival-v0", "vpt/MineRLObtainDiamondShovel-v0", "vpt/MineRLBasaltFindCave-v0",
             "vpt/MineRLBasaltMakeWaterfall-v0", "vpt/MineRLBasaltCreateVillageAnimalPen-v0",
             "vpt/MineRLBasaltBuildVillageHouse-v0"} <= ids
@@ -74,7 +74,7 @@ def test_gymnasium_api_seed_and_action_filling(fake):
     assert fake.EVENTS["seeds"] == [7]  # reset(seed) -> env.seed(seed) then reset()
     assert isinstance(env.observation_space, gym.spaces.Dict)
     assert isinstance(env.observation_space["equipped_items"]["mainhand"]["type"], gym.spaces.Text)
-    assert env.action_space == envs.actions.action_space()
+    assert env.action_space == vpt_envs.actions.action_space()
     result = env.step({"attack": np.float32(1.0), "camera": np.array([[1.5, -2.0]])})  # VPT agent shapes
     assert len(result) == 5
     sent = fake.EVENTS["actions"][-1]

@@ -1,12 +1,12 @@
-"""Tests for the item-reward wrapper (envs.rewards)."""
+"""Tests for the item-reward wrapper (vpt_envs.rewards)."""
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
 
-import envs  # noqa: F401
-from envs.policies import TreechopScript
-from envs.rewards import (ITEM_GROUPS, VPT_DIAMOND_PICKAXE_TABLE, ItemReward, ItemRewardWrapper, item_count,
+import vpt_envs  # noqa: F401
+from vpt_envs.policies import TreechopScript
+from vpt_envs.rewards import (ITEM_GROUPS, VPT_DIAMOND_PICKAXE_TABLE, ItemReward, ItemRewardWrapper, item_count,
                           normalise_table)
 
 

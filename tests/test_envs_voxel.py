@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401 - registers the ids
-from envs.actions import ACTION_KEYS, fill_action, noop_action
-from envs.policies import RandomPolicy, TreechopScript
-from envs.voxel import VoxelTreechopEnv
-from envs.voxel_render import VoxelRenderer, available_backends
-from envs.voxel_world import LOG_ITEMS, OAK_LOG, generate_world
+import vpt_envs  # noqa: F401 - registers the ids
+from vpt_envs.actions import ACTION_KEYS, fill_action, noop_action
+from vpt_envs.policies import RandomPolicy, TreechopScript
+from vpt_envs.voxel import VoxelTreechopEnv
+from vpt_envs.voxel_render import VoxelRenderer, available_backends
+from vpt_envs.voxel_world import LOG_ITEMS, OAK_LOG, generate_world
 
 SEEDS = (0, 1, 2)
 STEPS = 600

@@ -20,12 +20,13 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
+from .errors import VPTError
 from .loading import ModelFileError, WeightsFileError, load_model_config, read_state_dict
 
 logger = logging.getLogger(__name__)
 
 
-class ConversionError(ValueError):
+class ConversionError(VPTError, ValueError):
     """The input cannot be converted (missing, unreadable, or not a state dict of tensors)."""
 
 

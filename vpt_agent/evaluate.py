@@ -30,6 +30,7 @@ from . import report
 from .report import Progress
 from .rollout import EpisodeTask, Rollout, RolloutAborted
 from .video import VideoRecorder
+from .errors import VPTError
 from .workers import EnvSpec, LocalWorker, RayWorker, import_env_modules, ray_runtime_env
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ RUN_FILE = "run.json"
 IDENTITY_FIELDS = ("env", "env_kwargs", "seed", "model", "weights", "zoo", "max_steps", "deterministic", "dtype")
 
 
-class EvalError(Exception):
+class EvalError(VPTError):
     """A user-facing error: bad arguments, missing files, a resume that does not match the run."""
 
 

@@ -20,21 +20,22 @@ from typing import Any, Dict, List, Mapping, Tuple, Union
 import torch
 from torch import nn
 
+from .errors import VPTError
 from .config import PolicyConfig
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class ModelFileError(ValueError):
+class ModelFileError(VPTError, ValueError):
     """A ``.model`` file is unreadable, malformed, or contains something other than plain data."""
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(VPTError, ValueError):
     """A weights file is unreadable, truncated, unsafe, or not a state dict."""
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(VPTError, ValueError):
     """A state dict does not fit the network (missing keys or wrong shapes)."""
 
 

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
+from .errors import VPTError
 from .workers import EnvCrash
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ RecordFn = Callable[[Dict[str, Any]], None]
 WorkerFactory = Callable[[int], Any]
 
 
-class RolloutAborted(RuntimeError):
+class RolloutAborted(VPTError, RuntimeError):
     """Every env keeps crashing (no episode finishes): a broken setup rather than bad luck."""
 
 

@@ -6,18 +6,14 @@ item counts itself, so only the ``pov`` frame travels back to the driver each st
 
 Every failure of a worker (the env raised, the process or actor died, or no reply came within the
 timeout) surfaces on the driver as :class:`EnvCrash`; the driver then kills the worker and starts a
-new one. This module never imports torch, and local workers run it as a script (not via the
-package), so worker processes stay light.
+new one. This module never imports torch (nor does ``vpt_agent/__init__``, which is lazy), and local
+workers run it as ``python -m vpt_agent.workers``, so worker processes stay light.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-
-if __name__ == "__main__" and sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]  # run as a worker script: this package's modules must not shadow top-level ones
-
-import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -30,13 +26,15 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from .errors import VPTError
+
 logger = logging.getLogger(__name__)
 
 # Keys of the info dict in which an env may report per-item counts (first one present wins).
 ITEM_INFO_KEYS = ("items", "item_counts")
 
 
-class EnvCrash(Exception):
+class EnvCrash(VPTError):
     """An env worker failed: its env raised, its process/actor died, or it hung past the timeout."""
 
 
@@ -51,11 +49,11 @@ class EnvSpec:
 
 
 def import_env_modules(env_id: str) -> None:
-    """Import ``envs`` (registers the ``vpt/*`` ids) when present, and the module of a ``module:id``."""
+    """Import ``vpt_envs`` (registers the ``vpt/*`` ids) when present, and the module of a ``module:id``."""
     try:
-        importlib.import_module("envs")
+        importlib.import_module("vpt_envs")
     except ModuleNotFoundError as err:
-        if err.name != "envs":
+        if err.name != "vpt_envs":
             raise
     if ":" in env_id:
         importlib.import_module(env_id.split(":", 1)[0])
@@ -233,7 +231,7 @@ class LocalWorker:
         env = dict(os.environ)
         env["PYTHONPATH"] = _child_python_path()
         try:
-            self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(child.fileno()),
+            self.process = subprocess.Popen([sys.executable, "-m", __name__, str(child.fileno()),
                                              str(os.getpid())],
                                             pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
         finally:
@@ -383,7 +381,7 @@ class RayWorker:
 
 
 def ray_runtime_env(extra_paths=()) -> Dict[str, Any]:
-    """A Ray runtime_env that lets workers import this package (and ``envs``) from this checkout."""
+    """A Ray runtime_env that lets workers import this package (and ``vpt_envs``) from this checkout."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = [package_root, os.getcwd(), *extra_paths]
     existing = os.environ.get("PYTHONPATH")
@@ -392,5 +390,5 @@ def ray_runtime_env(extra_paths=()) -> Dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
 
 
-if __name__ == "__main__":  # a LocalWorker's process: ``python workers.py FD PARENT_PID``
+if __name__ == "__main__":  # a LocalWorker's process: ``python -m vpt_agent.workers FD PARENT_PID``
     _worker_main(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))

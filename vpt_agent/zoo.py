@@ -39,6 +39,8 @@ try:  # POSIX only; without it concurrent downloads of one file are not serialis
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from .errors import VPTError
+
 logger = logging.getLogger(__name__)
 
 OFFICIAL_BASE_URL = "https://openaipublic.blob.core.windows.net/minecraft-rl/models"
@@ -56,7 +58,7 @@ RETRY_BACKOFF_S = 1.0
 USER_AGENT = "vpt-agent-zoo/0.1 (+python urllib)"
 
 
-class ZooError(Exception):
+class ZooError(VPTError):
     """A model could not be provided: network failure, bad cache entry, offline miss, or bad name."""
 
 
