@@ -1,0 +1,80 @@
+"""The options of ``python -m vpt_agent.train``: one dataclass; the argparse parser is generated from it."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+
+def _opt(default: Any, help: str, choices: Optional[Sequence[str]] = None, metavar: Optional[str] = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Saved in each checkpoint; ``--resume`` reuses it."""
+
+    model: Optional[str] = _opt(None, "the .model config of the network (copied to OUT)", metavar="M")
+    weights: Optional[str] = _opt(None, "initial weights (.weights/.safetensors), or 'random'", metavar="W")
+    data: Optional[str] = _opt(None, "directory of VPT recordings (NAME.mp4 + NAME.jsonl)", metavar="DIR")
+    out: Optional[str] = _opt(None, "output directory", metavar="OUT")
+    steps: Optional[int] = _opt(None, "optimizer steps (default: until --epochs are done)", metavar="N")
+    epochs: Optional[int] = _opt(None, "passes over the data (default 1 unless --steps is given)", metavar="E")
+    seq_len: int = _opt(64, "T: frames per window (truncated BPTT length)", metavar="T")
+    batch: int = _opt(8, "B: parallel sequences (lanes) per step", metavar="B")
+    lr: float = _opt(1.81e-4, "AdamW learning rate (official VPT fine-tuning value)")
+    weight_decay: float = _opt(0.039428, "AdamW weight decay (official VPT fine-tuning value)")
+    grad_clip: float = _opt(5.0, "clip the global gradient norm to this (0: off)")
+    warmup: int = _opt(0, "linear learning-rate warm-up over this many steps", metavar="N")
+    device: str = _opt("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
+    dtype: Optional[str] = _opt(None, "float32 | bfloat16 autocast (default: bfloat16 on GPU, float32 on CPU)",
+                                choices=("float32", "bfloat16"))
+    grad_checkpoint: bool = _opt(False, "recompute activations in backward (CNN stacks, transformer blocks)")
+    freeze_trunk: bool = _opt(False, "train only the policy and value heads")
+    resume: bool = _opt(False, "continue the run in OUT from its last checkpoint")
+    val_data: Optional[str] = _opt(None, "directory of held-out recordings for the validation loss", metavar="DIR")
+    val_every: Optional[int] = _opt(None, "validation interval in steps (default: --checkpoint-every)", metavar="N")
+    checkpoint_every: int = _opt(200, "checkpoint interval in steps (kill -9 loses at most this much)", metavar="N")
+    log_every: int = _opt(10, "metrics.jsonl interval in steps", metavar="N")
+    workers: int = _opt(2, "video decoding processes (0: decode in the training process)", metavar="N")
+    seed: int = _opt(0, "seed of the data order and of a random initialisation")
+    threads: Optional[int] = _opt(None, "torch CPU threads (default: torch's choice)", metavar="N")
+    no_progress: bool = _opt(False, "no progress bar")
+
+    #: options the command line may change when resuming (they do not change what is computed)
+    RESUMABLE_OVERRIDES = ("steps", "epochs", "checkpoint_every", "log_every", "val_every", "workers",
+                           "no_progress", "threads", "resume")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``--flag-name`` per :class:`TrainConfig` field, with its default, type and help from the dataclass."""
+    p = argparse.ArgumentParser(prog="python -m vpt_agent.train",
+                                description="Behavioural cloning (fine-tuning) of a VPT model on recordings.")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        help_text = meta["help"] + ("" if f.default is None or isinstance(f.default, bool) else f" (default {f.default})")
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action="store_true", help=help_text)
+            continue
+        kind = {"int": int, "float": float, "Optional[int]": int, "Optional[float]": float}.get(str(f.type), str)
+        kw: Dict[str, Any] = dict(type=kind, default=f.default, help=help_text)
+        if meta.get("choices"):
+            kw["choices"] = meta["choices"]
+        if meta.get("metavar"):
+            kw["metavar"] = meta["metavar"]
+        p.add_argument(flag, **kw)
+    return p
+
+
+def parse_config(argv: Optional[List[str]] = None) -> TrainConfig:
+    return TrainConfig(**vars(build_parser().parse_args(argv)))
