@@ -1,0 +1,197 @@
+"""Finding and reading recordings: ``NAME.mp4`` (20 Hz video) + ``NAME.jsonl`` (one action record per frame).
+
+Line i of the jsonl belongs to frame i of the video. Reading follows the official data loader: every line is
+converted (:mod:`.actions`), null actions are skipped, and each kept frame gets the cursor drawn while the GUI
+is open, is converted BGR -> RGB and resized with the agent's resize (:func:`vpt_agent.frames.preprocess_pov`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ..frames import preprocess_pov
+from .actions import decode_records
+from .cursor import cursor_position, draw_cursor
+from .errors import DataError
+from .jsonl import read_jsonl
+from .options import ReadOptions
+from .video import count_frames, iter_video_frames
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+VIDEO_SUFFIX, ACTIONS_SUFFIX = ".mp4", ".jsonl"
+AGENT_SIZE = (128, 128)
+
+
+class RecordingFiles(NamedTuple):
+    """The two files of one recording."""
+
+    name: str
+    video: Path  # NAME.mp4
+    actions: Path  # NAME.jsonl
+
+
+def recording_files(directory: PathLike, name: str) -> RecordingFiles:
+    """The (possibly not yet existing) files of recording ``name`` in ``directory``."""
+    directory = Path(directory)
+    return RecordingFiles(name, directory / (name + VIDEO_SUFFIX), directory / (name + ACTIONS_SUFFIX))
+
+
+def find_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[RecordingFiles]:
+    """The recordings in ``paths``: directories (every ``NAME.mp4`` with its ``NAME.jsonl``, sorted by name;
+    not recursive) and/or explicit ``.mp4``/``.jsonl`` files (in the order given, each paired with its sibling).
+
+    Raises:
+        DataError: a path does not exist, an mp4 has no jsonl (or the reverse), or no recording was found.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: List[RecordingFiles] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(_scan_directory(path))
+        elif path.is_file() and path.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
+            found.append(_pair(path.parent, path.stem, path))
+        elif path.exists():
+            raise DataError(f"{path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)")
+        else:
+            raise DataError(f"{path}: no such file or directory")
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise DataError(f"{', '.join(map(str, paths))}: no recordings (NAME.mp4 + NAME.jsonl) found")
+    return unique
+
+
+def _scan_directory(directory: Path) -> List[RecordingFiles]:
+    names = {p.stem for p in directory.iterdir()
+             if p.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX) and p.is_file() and not p.name.startswith(".")}
+    return [_pair(directory, name, directory) for name in sorted(names)]
+
+
+def _pair(directory: Path, name: str, origin: Path) -> RecordingFiles:
+    files = recording_files(directory, name)
+    for present, missing in ((files.video, files.actions), (files.actions, files.video)):
+        if present.is_file() and not missing.is_file():
+            raise DataError(f"{present}: has no matching {missing.name} (each recording needs both files)")
+    return files
+
+
+# ----------------------------------------------------------------------------- actions
+
+@dataclass
+class RecordingActions:
+    """The training steps of one recording, from its jsonl (and the frame count of its mp4).
+
+    Attributes:
+        files: the recording.
+        actions: MineRL env actions (24 keys; ``camera`` float32 [pitch, yaw] degrees), one per kept step.
+        frame_index: (N,) int64 video frame index of each kept step (= its jsonl line index, from 0).
+        gui_open: (N,) bool: the GUI was open (the cursor is drawn on the frame).
+        mouse_xy: (N, 2) float64 recorder mouse position (1280x720 window pixels) where the cursor is drawn.
+        num_lines: lines in the jsonl; num_frames: frames in the mp4; num_null: null actions skipped.
+    """
+
+    files: RecordingFiles
+    actions: List[Dict[str, Any]]
+    frame_index: np.ndarray
+    gui_open: np.ndarray
+    mouse_xy: np.ndarray
+    num_lines: int
+    num_frames: int
+    num_null: int
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def load_actions(files: RecordingFiles, options: ReadOptions = ReadOptions()) -> RecordingActions:
+    """Parse ``files.actions`` and keep the steps training uses (no video decoding; the mp4 is only opened
+    to count its frames).
+
+    Raises:
+        DataError: a bad jsonl line, an mp4 OpenCV cannot open, or (with ``options.length_mismatch ==
+        "error"``) a frame count that differs from the line count.
+    """
+    records = read_jsonl(files.actions)
+    num_frames = count_frames(files.video)
+    usable = _usable_lines(files, len(records), num_frames, options)
+    steps = decode_records(records[:usable], files.actions, options)
+    keep = np.flatnonzero(~steps.is_null)
+    return RecordingActions(
+        files=files, actions=[steps.actions[i] for i in keep], frame_index=keep.astype(np.int64),
+        gui_open=steps.gui_open[keep], mouse_xy=steps.mouse_xy[keep], num_lines=len(records),
+        num_frames=num_frames, num_null=int(steps.is_null.sum()))
+
+
+def _usable_lines(files: RecordingFiles, num_lines: int, num_frames: int, options: ReadOptions) -> int:
+    """Lines that have a frame; a mismatch is an error unless ``options`` asks for the official truncation."""
+    if num_lines == 0:
+        raise DataError(f"{files.actions}: empty action file")
+    if num_lines != num_frames:
+        if options.length_mismatch == "error":
+            raise DataError(
+                f"{files.video}: {num_frames} frames but {files.actions.name} has {num_lines} lines (one per "
+                f"frame expected; ReadOptions(length_mismatch='truncate') pairs line i with frame i and drops "
+                f"the rest, like the official loader)")
+        logger.warning("%s: %d frames for %d jsonl lines; using the first %d steps",
+                       files.video, num_frames, num_lines, min(num_lines, num_frames))
+    return min(num_lines, num_frames)
+
+
+# ----------------------------------------------------------------------------- frames
+
+def iter_recording(files: RecordingFiles, size: Optional[Tuple[int, int]] = AGENT_SIZE,
+                   options: ReadOptions = ReadOptions(),
+                   actions: Optional[RecordingActions] = None) -> Iterator[Tuple[np.ndarray, Dict[str, Any]]]:
+    """Stream ``(frame, env_action)`` for the kept steps of one recording, decoding one frame at a time.
+
+    ``frame`` is RGB uint8 (h, w, 3): the video frame with the cursor drawn while the GUI is open, converted
+    from BGR and resized to ``size`` = (h, w) with the agent's resize (``None``: the video's resolution).
+    Pass ``actions`` (from :func:`load_actions`) to avoid parsing the jsonl twice.
+    """
+    if actions is None:
+        actions = load_actions(files, options)
+    for step, (_, frame) in enumerate(iter_video_frames(files.video, actions.frame_index)):
+        yield prepare_frame(frame, actions.gui_open[step], actions.mouse_xy[step], size), actions.actions[step]
+
+
+def prepare_frame(frame_bgr: np.ndarray, gui_open: bool, mouse_xy: Sequence[float],
+                  size: Optional[Tuple[int, int]] = AGENT_SIZE) -> np.ndarray:
+    """One decoded video frame (BGR, modified in place) -> the agent's RGB input, as the official loader does."""
+    if gui_open:
+        draw_cursor(frame_bgr, *cursor_position(mouse_xy[0], mouse_xy[1], frame_bgr.shape[0]))
+    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    return rgb if size is None else preprocess_pov({"pov": rgb}, size)
+
+
+@dataclass
+class Recording:
+    """A whole recording in memory: ``frames`` (N, h, w, 3) uint8 RGB and N env ``actions``."""
+
+    files: RecordingFiles
+    frames: np.ndarray
+    actions: List[Dict[str, Any]]
+    frame_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def load_recording(files: RecordingFiles, size: Optional[Tuple[int, int]] = AGENT_SIZE,
+                   options: ReadOptions = ReadOptions()) -> Recording:
+    """:func:`iter_recording` collected into arrays (for small recordings and tests; training streams)."""
+    actions = load_actions(files, options)
+    frames = [frame for frame, _ in iter_recording(files, size, options, actions)]
+    if frames:
+        stacked = np.stack(frames)
+    else:
+        height, width = size if size is not None else (0, 0)
+        stacked = np.zeros((0, height, width, 3), np.uint8)
+    return Recording(files, stacked, actions.actions, actions.frame_index)

@@ -1,0 +1,113 @@
+"""Writing our own episodes as VPT recordings (``NAME.mp4`` + ``NAME.jsonl``), so they feed training and any
+tool that reads VPT's contractor data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from .actions import env_action_to_json
+from .errors import DataError
+from .jsonl import format_jsonl_line
+from .recording import PathLike, RecordingFiles, recording_files
+from .video import VideoEncoder
+
+PARTIAL_SUFFIX = ".partial"
+
+
+class RecordingWriter:
+    """Write one recording step by step; nothing looks complete until :meth:`close` returns.
+
+    Frames go to ``NAME.mp4.partial`` (H.264, see :mod:`.video` for ``quality``) and records to
+    ``NAME.jsonl.partial``; ``close`` renames the video, then the jsonl (so a complete-looking pair exists only
+    after both are final). Leaving the ``with`` block by an exception discards both.
+
+    Example::
+
+        with RecordingWriter("demos", "episode_00000") as rec:
+            rec.write(obs["pov"], action)
+    """
+
+    def __init__(self, out_dir: PathLike, name: str, fps: int = 20, quality: str = "lossless",
+                 overwrite: bool = False):
+        if not name or os.sep in name or name.startswith("."):
+            raise DataError(f"{name!r}: a recording name must be a plain file name")
+        self.files: RecordingFiles = recording_files(out_dir, name)
+        if not overwrite:
+            for path in self.files[1:]:
+                if path.exists():
+                    raise DataError(f"{path}: already exists (pass overwrite=True to replace it)")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        self._video = VideoEncoder(_partial(self.files.video), fps=fps, quality=quality)
+        self._jsonl_path = _partial(self.files.actions)
+        self._jsonl = open(self._jsonl_path, "w", encoding="utf-8")
+        self._previous: Optional[Dict[str, Any]] = None
+        self.steps = 0
+        self.closed = False
+
+    def write(self, frame: np.ndarray, action: Mapping[str, Any],
+              extra: Optional[Mapping[str, Any]] = None) -> None:
+        """Append one step: the frame the agent saw (RGB uint8 HxWx3) and the env action it then took.
+
+        ``extra`` adds fields to the record (e.g. ``{"reward": 1.0}``); it cannot replace the action fields.
+        """
+        if self.closed:
+            raise DataError(f"{self.files.actions}: the recording is already closed")
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise DataError(f"{self.files.video}: a frame must be RGB uint8 (H, W, 3), got "
+                            f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}")
+        record = env_action_to_json(action, self._previous)
+        record["tick"] = self.steps
+        if extra:
+            clash = sorted(set(extra) & set(record))
+            if clash:
+                raise DataError(f"extra fields {clash} would replace the action record's own fields")
+            record.update(extra)
+        self._video.write(frame)
+        self._jsonl.write(format_jsonl_line(record))
+        self._previous = record
+        self.steps += 1
+
+    def close(self) -> RecordingFiles:
+        """Finish both files and give them their final names; returns the recording's files."""
+        if self.closed:
+            return self.files
+        if self.steps == 0:
+            self.discard()
+            raise DataError(f"{self.files.video}: no steps were written; nothing saved")
+        try:
+            self._video.close()
+            self._jsonl.flush()
+            os.fsync(self._jsonl.fileno())
+            self._jsonl.close()
+        except BaseException:
+            self.discard()
+            raise
+        os.replace(self._video.path, self.files.video)
+        os.replace(self._jsonl_path, self.files.actions)  # last: the pair is complete from here on
+        self.closed = True
+        return self.files
+
+    def discard(self) -> None:
+        """Drop the recording: stop the encoder and delete both partial files."""
+        if self.closed:
+            return
+        self.closed = True
+        self._video.abort()
+        self._jsonl.close()
+        self._jsonl_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "RecordingWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)
