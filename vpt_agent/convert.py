@@ -11,17 +11,19 @@ A ``.safetensors`` file holds no pickle and is memory-mapped on load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
 from .errors import VPTError
-from .loading import ModelFileError, WeightsFileError, load_model_config, read_state_dict
+from .loading import ModelFileError, WeightsFileError, load_net_args, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +33,10 @@ class ConversionError(VPTError, ValueError):
 
 
 def read_weights(path: os.PathLike) -> Dict[str, torch.Tensor]:
-    """Load a ``.weights`` state dict without executing pickled code (``torch.load(weights_only=True)``).
+    """Load a ``.weights`` state dict safely (see :func:`vpt_agent.loading.read_state_dict`).
 
-    Raises :class:`ConversionError` when the file is missing, unreadable or not a dict of name -> tensor.
+    Raises :class:`ConversionError` when the file is missing, unreadable, oversized, not a dict of name -> tensor,
+    or holds sparse, meta or quantized tensors.
     """
     try:
         return read_state_dict(path)
@@ -58,28 +61,49 @@ def convert(weights_in: os.PathLike, out_path: os.PathLike, model_in: Optional[o
     """Write ``weights_in`` as safetensors to ``out_path`` and copy the ``.model`` config to ``out_path.model``.
 
     ``model_in`` defaults to ``weights_in`` with a ``.model`` suffix when that file exists. Returns ``out_path``.
-    Raises :class:`ConversionError` for bad input.
+    Raises :class:`ConversionError` for bad input (including sparse, meta or quantized tensors, which safetensors
+    cannot hold, and an output path that is a directory or cannot be written). Both outputs are written to
+    temporary names and renamed into place, so a failure leaves no partial file.
     """
     from safetensors.torch import save_file
 
     weights_in, out_path = Path(weights_in), Path(out_path)
     if out_path.suffix != ".safetensors":
         raise ConversionError(f"output must end in .safetensors, got {out_path}")
+    target = out_path.with_suffix(".model")
+    for path in (out_path, target):
+        if path.is_dir():
+            raise ConversionError(f"output {path} is a directory; give a file name ending in {path.suffix}")
     config = _config_source(weights_in, model_in)
     tensors = _contiguous_unshared(read_weights(weights_in))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "source": weights_in.name})
-    os.replace(tmp, out_path)
-    logger.info("wrote %d tensors to %s", len(tensors), out_path)
-    if config is not None:
-        target = out_path.with_suffix(".model")
-        if config.resolve() != target.resolve():
-            shutil.copyfile(config, target)
-        logger.info("copied config %s to %s", config, target)
-    else:
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with _atomic_output(out_path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt", "source": weights_in.name})
+        logger.info("wrote %d tensors to %s", len(tensors), out_path)
+        if config is not None and config.resolve() != target.resolve():
+            with _atomic_output(target) as tmp:
+                shutil.copyfile(config, tmp)
+            logger.info("copied config %s to %s", config, target)
+    except OSError as exc:
+        raise ConversionError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    if config is None:
         logger.warning("no .model config given (--model); only the tensors were written")
     return out_path
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path) -> Iterator[Path]:
+    """A unique temporary name next to ``path``, renamed onto ``path`` on success and removed on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _config_source(weights_in: Path, model_in: Optional[os.PathLike]) -> Optional[Path]:
@@ -97,15 +121,18 @@ def _config_source(weights_in: Path, model_in: Optional[os.PathLike]) -> Optiona
 
 
 def _check_config(path: Path) -> None:
-    """Parse the config with the safe (restricted-unpickler) loader before copying it."""
+    """Parse the config with the safe (bounded, restricted-unpickler) loader before copying it.
+
+    Only the structure is checked (``model.args.net.args`` is a dict), so IDM configs convert too.
+    """
     try:
-        load_model_config(path)
+        load_net_args(path)
     except ModelFileError as exc:
         raise ConversionError(f"{path} is not a valid .model config: {exc}") from exc
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point; errors are one line on stderr and exit status 1."""
+    """CLI entry point; bad input is one line on stderr (``error: ...``) and exit status 2."""
     parser = argparse.ArgumentParser(
         prog="python -m vpt_agent.convert",
         description="Convert a VPT .weights file to .safetensors (the .model config is copied to OUT.model).",
@@ -120,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         convert(args.weights, args.output, args.model)
     except ConversionError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 
