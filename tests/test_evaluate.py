@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from vpt_agent import report
+from vpt_agent.eval import report
+from vpt_agent.eval.records import CRASHED
 from vpt_agent.evaluate import EMBEDDED_ENV, EvalConfig, EvalError, default_env, evaluate, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def finished(out: Path) -> dict:
     """index -> the record of its finished (non-crashed) episode; asserts no index finished twice."""
     done = {}
     for rec in records(out):
-        if rec["outcome"] != "crashed":
+        if rec["outcome"] != CRASHED:
             assert rec["index"] not in done, f"episode {rec['index']} recorded twice"
             done[rec["index"]] = rec
     return done
@@ -65,7 +66,7 @@ def assert_summary_matches_log(out: Path, summary: dict) -> None:
         half = report.t_quantile_975(n - 1) * std / math.sqrt(n)
         assert stats["std"] == pytest.approx(std)
         assert stats["ci95"] == pytest.approx([stats["mean"] - half, stats["mean"] + half])
-    assert summary["crashed_attempts"] == sum(r["outcome"] == "crashed" for r in records(out))
+    assert summary["crashed_attempts"] == sum(r["outcome"] == CRASHED for r in records(out))
     assert summary["mean_length"] == pytest.approx(statistics.fmean(r["length"] for r in done.values()))
     for item, rate in summary["item_success_rates"].items():
         assert rate == pytest.approx(sum(r.get("items", {}).get(item, 0) > 0 for r in done.values()) / n)
@@ -92,7 +93,7 @@ def cli_args(out: Path, episodes: int, env: str = EMBEDDED_ENV, *extra: str) -> 
 def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if path.exists() and len([l for l in path.read_text().splitlines() if l.strip()]) >= n:
+        if path.exists() and len([line for line in path.read_text().splitlines() if line.strip()]) >= n:
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
@@ -169,7 +170,7 @@ def test_ray_backend_gives_same_returns_and_survives_actor_death(tmp_path):
     assert returns_and_lengths(tmp_path / "ray") == returns_and_lengths(tmp_path / "local")
     assert remote["session"]["backend"] == "ray"
     assert crashy["returns"]["n"] == 2 and crashy["crashed_attempts"] == 1
-    crashed = [r for r in records(tmp_path / "ray-crash") if r["outcome"] == "crashed"]
+    crashed = [r for r in records(tmp_path / "ray-crash") if r["outcome"] == CRASHED]
     assert crashed[0]["index"] == 0 and "died" in crashed[0]["error"]
     assert finished(tmp_path / "ray-crash")[0]["seed"] == SEED
 
@@ -221,7 +222,7 @@ def test_crashing_env_is_recreated_and_episode_retried_with_same_seed(tmp_path, 
     kwargs = dict(length=5, crash_mode=mode, crash_at=2, crash_seeds=[SEED + 1], crash_dir=str(tmp_path / "marks"))
     summary = evaluate(make_config(out, env=POV_ENV, env_kwargs=kwargs, max_steps=None, episodes=2, num_envs=2,
                                    step_timeout=4.0))
-    crashed = [r for r in records(out) if r["outcome"] == "crashed"]
+    crashed = [r for r in records(out) if r["outcome"] == CRASHED]
     assert len(crashed) == 1
     assert crashed[0]["index"] == 1 and crashed[0]["seed"] == SEED + 1 and crashed[0]["will_retry"] is True
     assert crashed[0]["length"] == 2
@@ -240,7 +241,7 @@ def test_retries_exhausted_episode_is_counted_not_dropped(tmp_path):
     kwargs = dict(length=4, crash_mode="raise", crash_at=1, crash_seeds=[SEED])
     summary = evaluate(make_config(out, env=POV_ENV, env_kwargs=kwargs, max_steps=None, episodes=2,
                                    max_retries=1))
-    crashed = [r for r in records(out) if r["outcome"] == "crashed"]
+    crashed = [r for r in records(out) if r["outcome"] == CRASHED]
     assert [(r["index"], r["attempt"], r["will_retry"]) for r in crashed] == [(0, 0, True), (0, 1, False)]
     assert sorted(finished(out)) == [1]
     assert summary["episodes_given_up"] == [0] and summary["crashed_attempts"] == 2
@@ -376,9 +377,20 @@ def test_python_api_from_project_dir_without_pythonpath(tmp_path):
 
 
 def test_default_threads_leave_a_core_per_local_env(monkeypatch):
-    from vpt_agent import evaluate as ev
+    from vpt_agent.eval import runner
 
-    monkeypatch.setattr(ev.os, "cpu_count", lambda: 8)
-    assert ev.default_threads(ev.EvalConfig(num_envs=3)) == 5
-    assert ev.default_threads(ev.EvalConfig(num_envs=16)) == 1
-    assert ev.default_threads(ev.EvalConfig(num_envs=16, backend="ray")) == 8
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    assert runner.default_threads(EvalConfig(num_envs=3)) == 5
+    assert runner.default_threads(EvalConfig(num_envs=16)) == 1
+    assert runner.default_threads(EvalConfig(num_envs=16, backend="ray")) == 8
+
+
+def test_users_own_envs_package_does_not_shadow_the_vpt_envs(tmp_path):
+    """A stray ``envs`` package in the working directory (common in RL repos) must not hide ``vpt/*`` ids."""
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "__init__.py").write_text("raise RuntimeError('the user\\'s own envs package was imported')\n")
+    proc = subprocess.run([sys.executable, "-m", "vpt_agent.evaluate", *cli_args(tmp_path / "run", 1),
+                           "--max-steps", "3"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["outcome"] for r in records(tmp_path / "run")] == ["truncated"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vpt_agent import report
+from vpt_agent.eval import report
 
 
 def _records(returns, crashed=()):
@@ -81,8 +81,8 @@ def test_t_quantile_large_df_tends_to_normal():
 
 def test_summary_excludes_crashes_and_counts_them():
     records = _records([1.0, 2.0, 4.0], crashed=[1, 3, 3])
-    summary = report.build_summary(records, episodes_requested=4, max_retries=1, config={"env": "e"},
-                                   versions={}, session={})
+    summary = report.build_summary(records, episodes_requested=4, max_retries=1, smoke_test=False,
+                                   config={"env": "e"}, versions={}, session={})
     assert summary["returns"]["n"] == 3
     assert summary["returns"]["mean"] == pytest.approx(7 / 3)
     assert summary["crashed_attempts"] == 3
@@ -103,9 +103,8 @@ def test_plot_is_png_and_table_mentions_smoke_test(tmp_path):
     records = _records([1.0, 2.0, 0.5], crashed=[1])
     report.plot_returns(records, tmp_path / "returns.png", "title")
     assert (tmp_path / "returns.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    summary = report.build_summary(records, episodes_requested=3, max_retries=2,
-                                   config={"env": "e", "weights": "random", "policy_label": "p"},
-                                   versions={}, session={})
+    summary = report.build_summary(records, episodes_requested=3, max_retries=2, smoke_test=True,
+                                   config={"env": "e", "policy_label": "p"}, versions={}, session={})
     table = report.format_table(summary, tmp_path)
     assert "SMOKE TEST" in table and summary["smoke_test"] is True and "warning" in summary
     assert "3/3 finished" in table and "1 crashed" in table and "INTERRUPTED" not in table

@@ -1,51 +1,94 @@
 """Environment workers for evaluation: one env per subprocess (local) or per Ray actor (ray).
 
-A worker owns one Gymnasium env and runs whole episodes on request: ``reset(seed)`` then
-``step(action)`` until the episode ends. It tracks the episode's return, length, env time and
-item counts itself, so only the ``pov`` frame travels back to the driver each step.
+A worker owns one Gymnasium env and runs whole episodes on request: ``reset`` then ``step`` until the
+episode ends. Each reply is a :class:`Transition` (the frame plus reward and done flags); at the end of an
+episode it also carries the :class:`~vpt_agent.eval.records.EpisodeEnd` (env time, item counts), which only
+the worker can know. Returns and lengths are counted by the driver (one ledger, in the rollout).
 
-Every failure of a worker (the env raised, the process or actor died, or no reply came within the
-timeout) surfaces on the driver as :class:`EnvCrash`; the driver then kills the worker and starts a
-new one. This module never imports torch (nor does ``vpt_agent/__init__``, which is lazy), and local
-workers run it as ``python -m vpt_agent.workers``, so worker processes stay light.
+Every failure of a worker (the env raised, the process or actor died, or no reply came within the timeout)
+surfaces on the driver as :class:`WorkerFailed`; the driver then kills the worker and starts a new one. This
+module never imports torch, and local workers start as ``python -m vpt_agent.eval.workers``, so worker
+processes stay light.
 """
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Protocol
 
 import numpy as np
 
-from .errors import VPTError
+from ..errors import VPTError
+from .records import EpisodeEnd
 
 logger = logging.getLogger(__name__)
 
 # Keys of the info dict in which an env may report per-item counts (first one present wins).
 ITEM_INFO_KEYS = ("items", "item_counts")
+RESET, STEP, CLOSE = "reset", "step", "close"
 
 
-class EnvCrash(VPTError):
+class WorkerFailed(VPTError, RuntimeError):
     """An env worker failed: its env raised, its process/actor died, or it hung past the timeout."""
 
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """What a worker needs to build its env: a Gymnasium id (``module:id`` allowed) and kwargs."""
+    """What a worker needs to build its env: a Gymnasium id (``module:id`` allowed), kwargs and time limit."""
 
     env_id: str
     env_kwargs: Dict[str, Any] = field(default_factory=dict)
-    max_steps: Optional[int] = None
-    obs_keys: Tuple[str, ...] = ("pov",)
+    max_steps: Optional[int] = None  # passed to gymnasium.make as max_episode_steps (None: the env's own)
+
+
+@dataclass(frozen=True)
+class ResetRequest:
+    """Start an episode with ``seed``."""
+
+    seed: int
+
+
+@dataclass
+class Transition:
+    """A worker's reply to ``reset`` (reward 0, not done) or ``step``."""
+
+    frame: np.ndarray  # the observation's ``pov``
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    end: Optional[EpisodeEnd] = None  # set when the episode is over
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+class EnvWorker(Protocol):
+    """A handle on one env in another process or actor: one outstanding request at a time."""
+
+    def submit(self, command: str, argument: Any, timeout: float) -> None:
+        """Send ``reset`` (a :class:`ResetRequest`) or ``step`` (an action); reply due within ``timeout`` s."""
+
+    def poll(self) -> bool:
+        """True when :meth:`result` would not block (a reply, a death, or the deadline passed)."""
+
+    def result(self) -> Transition:
+        """The reply to the last request; raises :class:`WorkerFailed` on error, death or hang."""
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the env and stop the worker (killing it if it does not stop)."""
+
+    def kill(self) -> None:
+        """Stop the worker now."""
 
 
 def import_env_modules(env_id: str) -> None:
@@ -60,11 +103,14 @@ def import_env_modules(env_id: str) -> None:
 
 
 def make_env(spec: EnvSpec):
-    """Build the env of ``spec`` with ``gymnasium.make``."""
+    """Build the env of ``spec`` with ``gymnasium.make``; the time limit is gymnasium's ``TimeLimit``."""
     import gymnasium
 
     import_env_modules(spec.env_id)
-    return gymnasium.make(spec.env_id, **spec.env_kwargs)
+    kwargs = dict(spec.env_kwargs)
+    if spec.max_steps is not None:
+        kwargs["max_episode_steps"] = spec.max_steps
+    return gymnasium.make(spec.env_id, **kwargs)
 
 
 def _merge_counts(into: Dict[str, int], counts: Any) -> None:
@@ -86,85 +132,82 @@ class EnvRunner:
     def __init__(self, spec: EnvSpec):
         self.spec = spec
         self.env = None
-        self._reset_episode()
+        self.running = False
+        self._new_episode()
 
-    def _reset_episode(self) -> None:
-        self.episode_return = 0.0
-        self.length = 0
+    def _new_episode(self) -> None:
         self.env_time = 0.0
         self.info_items: Dict[str, int] = {}
         self.info_reports_items = False
         self.inventory_items: Dict[str, int] = {}
 
-    def _obs(self, obs: Dict[str, Any]) -> Dict[str, Any]:
+    def _transition(self, obs: Dict[str, Any], reward: float = 0.0, terminated: bool = False,
+                    truncated: bool = False) -> Transition:
         if "inventory" in obs:
             _merge_counts(self.inventory_items, obs["inventory"])
-        return {key: obs[key] for key in self.spec.obs_keys if key in obs}
+        if "pov" not in obs:
+            raise ValueError(f"the env's observation has no 'pov' (keys: {sorted(obs)})")
+        done = terminated or truncated
+        return Transition(obs["pov"], reward, terminated, truncated, self._episode_end() if done else None)
 
     def _note_info(self, info: Dict[str, Any]) -> None:
         if info.get("error"):
-            raise EnvCrash(f"env reported an error: {info['error']}")
+            raise RuntimeError(f"env reported an error: {info['error']}")
         for key in ITEM_INFO_KEYS:
             if key in info:
                 self.info_reports_items = True
                 _merge_counts(self.info_items, info[key])
                 break
 
-    def reset(self, seed: int) -> Dict[str, Any]:
-        """Start an episode with ``seed``; builds the env on first use. Returns the observation."""
+    def reset(self, request: ResetRequest) -> Transition:
+        """Start an episode; builds the env on first use."""
         if self.env is None:
             self.env = make_env(self.spec)
-        self._reset_episode()
+        self._new_episode()
         start = time.perf_counter()
-        obs, info = self.env.reset(seed=int(seed))
+        obs, info = self.env.reset(seed=int(request.seed))
         self.env_time += time.perf_counter() - start
         self._note_info(info)
-        return self._obs(obs)
+        self.running = True
+        return self._transition(obs)
 
-    def step(self, action: Dict[str, Any]) -> Tuple[Dict[str, Any], float, bool, bool, Optional[dict]]:
-        """One env step. Returns (obs, reward, terminated, truncated, episode summary at the end or None)."""
+    def step(self, action: Dict[str, Any]) -> Transition:
+        """One env step; the reply carries the :class:`EpisodeEnd` when the episode is over."""
+        if not self.running:
+            from gymnasium.error import ResetNeeded
+
+            raise ResetNeeded("step before reset, or after the episode ended")
         start = time.perf_counter()
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.env_time += time.perf_counter() - start
         self._note_info(info)
-        reward = float(reward)
-        self.episode_return += reward
-        self.length += 1
-        if self.spec.max_steps is not None and self.length >= self.spec.max_steps:
-            truncated = True
-        done = bool(terminated) or bool(truncated)
-        return self._obs(obs), reward, bool(terminated), bool(truncated), self.summary() if done else None
+        self.running = not (terminated or truncated)
+        return self._transition(obs, float(reward), bool(terminated), bool(truncated))
 
-    def summary(self) -> Dict[str, Any]:
-        """Return, length, env time and item counts of the current episode."""
+    def _episode_end(self) -> EpisodeEnd:
         if self.info_reports_items:
             items, source = self.info_items, "info"
         else:
             items, source = self.inventory_items, "inventory"
-        result: Dict[str, Any] = {"return": self.episode_return, "length": self.length,
-                                  "env_time_s": self.env_time}
+        end: EpisodeEnd = {"env_time_s": self.env_time}
         if items or self.info_reports_items:
-            result["items"] = dict(sorted(items.items()))
-            result["items_source"] = source
-        return result
+            end["items"] = dict(sorted(items.items()))
+            end["items_source"] = source
+        return end
 
     def close(self) -> None:
         """Close the env (idempotent)."""
+        self.running = False
         if self.env is not None:
             env, self.env = self.env, None
             env.close()
 
-    def ping(self) -> bool:
-        """Liveness check (used by the Ray backend)."""
-        return True
-
 
 # ----------------------------------------------------------------------------- local subprocesses
 #
-# A local worker runs this very file as a script (``python .../workers.py FD``) rather than importing
-# it through the ``vpt_agent`` package, so the worker process never imports torch (the package's
-# ``__init__`` does): start-up is a fraction of a second and memory stays small. Requests and replies
-# are pickled plain Python/numpy objects over a socket pair (``multiprocessing.connection``).
+# A local worker is ``python -m vpt_agent.eval.workers FD PARENT_PID``: the package is lazy, so the worker never
+# imports torch; start-up is a fraction of a second and memory stays small. Requests and replies travel over a
+# socket pair (``multiprocessing.connection``).
 
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
@@ -193,6 +236,7 @@ def _worker_main(conn, parent_pid: int) -> None:
     except (EOFError, OSError):
         return
     runner = EnvRunner(EnvSpec(**spec_fields))
+    handlers = {RESET: runner.reset, STEP: runner.step}
     try:
         while True:
             try:
@@ -200,12 +244,11 @@ def _worker_main(conn, parent_pid: int) -> None:
             except (EOFError, OSError):
                 return  # driver gone
             try:
-                if command == "close":
+                if command == CLOSE:
                     runner.close()
                     conn.send(("ok", None))
                     return
-                result = getattr(runner, command)(argument)
-                conn.send(("ok", result))
+                conn.send(("ok", handlers[command](argument)))
             except Exception as err:  # report any env failure to the driver
                 conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"))
     finally:
@@ -222,52 +265,61 @@ def _child_python_path() -> str:
     return os.pathsep.join(dict.fromkeys(paths))
 
 
-class LocalWorker:
-    """One env in a child process, driven over a socket pair with per-request timeouts."""
+class _Deadline:
+    """The due time of the outstanding request."""
 
-    def __init__(self, spec: EnvSpec, name: str = "env-worker"):
-        self.name = name
+    def __init__(self) -> None:
+        self.timeout = 0.0
+        self.at: Optional[float] = None
+
+    def start(self, timeout: float) -> None:
+        self.timeout, self.at = timeout, time.monotonic() + timeout
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def remaining(self) -> float:
+        return max(0.0, (self.at or time.monotonic()) - time.monotonic())
+
+
+class LocalWorker:
+    """One env in a child process, driven over a socket pair with per-request timeouts (an :class:`EnvWorker`)."""
+
+    def __init__(self, spec: EnvSpec):
         self._conn, child = multiprocessing.Pipe(duplex=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = _child_python_path()
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", __name__, str(child.fileno()),
-                                             str(os.getpid())],
+            self.process = subprocess.Popen([sys.executable, "-m", __name__, str(child.fileno()), str(os.getpid())],
                                             pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env)
         finally:
             child.close()  # the driver must not hold the child's end, or it would never see EOF
         self._conn.send(asdict(spec))
-        self._deadline: Optional[float] = None
-        self._timeout = 0.0
+        self._deadline = _Deadline()
 
     def submit(self, command: str, argument: Any, timeout: float) -> None:
-        """Send a request (``reset`` / ``step``); its reply must come within ``timeout`` seconds."""
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
+        self._deadline.start(timeout)
         try:
             self._conn.send((command, argument))
         except (BrokenPipeError, EOFError, OSError) as err:
-            raise EnvCrash(f"worker process died ({self._exit_text()}): {err}") from None
+            raise WorkerFailed(f"worker process died ({self._exit_text()}): {err}") from None
 
     def poll(self) -> bool:
-        """True when :meth:`result` would not block: a reply (or EOF) is there or the deadline passed."""
-        if self._deadline is not None and time.monotonic() >= self._deadline:
+        if self._deadline.passed():
             return True
         try:
             return self._conn.poll(0)
         except (EOFError, OSError):
             return True
 
-    def result(self) -> Any:
-        """Wait for the reply of the last request; raises :class:`EnvCrash` on error, death or hang."""
-        remaining = max(0.0, (self._deadline or time.monotonic()) - time.monotonic())
+    def result(self) -> Transition:
         try:
-            ready = self._conn.poll(remaining)
+            ready = self._conn.poll(self._deadline.remaining())
         except (EOFError, OSError):
             ready = True
         if not ready:
             self.kill()
-            raise EnvCrash(f"env hung: no reply within {self._timeout:g}s (worker killed)")
+            raise WorkerFailed(f"env hung: no reply within {self._deadline.timeout:g}s (worker killed)")
         try:
             status, payload = self._conn.recv()
         except (EOFError, OSError):
@@ -275,9 +327,9 @@ class LocalWorker:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-            raise EnvCrash(f"worker process died ({self._exit_text()})") from None
+            raise WorkerFailed(f"worker process died ({self._exit_text()})") from None
         if status == "error":
-            raise EnvCrash(payload.strip())
+            raise WorkerFailed(payload.strip())
         return payload
 
     def _exit_text(self) -> str:
@@ -289,10 +341,9 @@ class LocalWorker:
         return f"exit code {code}"
 
     def close(self, timeout: float = 10.0) -> None:
-        """Ask the worker to close its env and exit; kill it if it does not within ``timeout``."""
         if self.process.poll() is None:
             try:
-                self._conn.send(("close", None))
+                self._conn.send((CLOSE, None))
                 if self._conn.poll(timeout):
                     self._conn.recv()
             except (BrokenPipeError, EOFError, OSError):
@@ -320,52 +371,41 @@ class LocalWorker:
 class RayWorker:
     """One env in a Ray actor; requests are actor method calls, replies are awaited with a timeout."""
 
-    def __init__(self, spec: EnvSpec, name: str = "env-worker", num_cpus: float = 1.0):
+    def __init__(self, spec: EnvSpec, num_cpus: float = 1.0):
         import ray
 
-        actor_class = ray.remote(EnvRunner)
         self._ray = ray
-        self.actor = actor_class.options(num_cpus=num_cpus, max_restarts=0,
-                                         name=None).remote(spec)
+        self.actor = ray.remote(EnvRunner).options(num_cpus=num_cpus, max_restarts=0).remote(spec)
         self._ref = None
-        self._deadline: Optional[float] = None
-        self._timeout = 0.0
-        self.name = name
+        self._deadline = _Deadline()
 
     def submit(self, command: str, argument: Any, timeout: float) -> None:
-        """Call ``command`` on the actor; its reply must come within ``timeout`` seconds."""
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
+        self._deadline.start(timeout)
         self._ref = getattr(self.actor, command).remote(argument)
 
     def poll(self) -> bool:
-        """True when :meth:`result` would not block: the reply is there or the deadline passed."""
-        if self._deadline is not None and time.monotonic() >= self._deadline:
+        if self._deadline.passed():
             return True
         ready, _ = self._ray.wait([self._ref], timeout=0)
         return bool(ready)
 
-    def result(self) -> Any:
-        """Wait for the reply; raises :class:`EnvCrash` when the call failed, the actor died or hung."""
-        ray = self._ray
+    def result(self) -> Transition:
         from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
-        remaining = max(0.001, (self._deadline or time.monotonic()) - time.monotonic())
         try:
-            return ray.get(self._ref, timeout=remaining)
+            return self._ray.get(self._ref, timeout=max(0.001, self._deadline.remaining()))
         except GetTimeoutError:
             self.kill()
-            raise EnvCrash(f"env hung: no reply within {self._timeout:g}s (actor killed)") from None
+            raise WorkerFailed(f"env hung: no reply within {self._deadline.timeout:g}s (actor killed)") from None
         except RayActorError as err:
-            raise EnvCrash(f"env actor died: {str(err).splitlines()[0]}") from None
+            raise WorkerFailed(f"env actor died: {str(err).splitlines()[0]}") from None
         except RayTaskError as err:
             cause = err.cause if getattr(err, "cause", None) is not None else err
-            raise EnvCrash(f"{type(cause).__name__}: {cause}") from None
+            raise WorkerFailed(f"{type(cause).__name__}: {cause}") from None
         except RayError as err:
-            raise EnvCrash(f"ray error: {type(err).__name__}: {err}") from None
+            raise WorkerFailed(f"ray error: {type(err).__name__}: {err}") from None
 
     def close(self, timeout: float = 10.0) -> None:
-        """Close the env in the actor, then kill the actor."""
         try:
             self._ray.get(self.actor.close.remote(), timeout=timeout)
         except Exception:  # dead or hung actor: killing it below is all that is left to do
@@ -373,22 +413,24 @@ class RayWorker:
         self.kill()
 
     def kill(self) -> None:
-        """Kill the actor now."""
         try:
             self._ray.kill(self.actor, no_restart=True)
         except Exception:  # already dead
             pass
 
 
-def ray_runtime_env(extra_paths=()) -> Dict[str, Any]:
+def ray_runtime_env() -> Dict[str, Any]:
     """A Ray runtime_env that lets workers import this package (and ``vpt_envs``) from this checkout."""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    paths = [package_root, os.getcwd(), *extra_paths]
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [package_root, os.getcwd()]
     existing = os.environ.get("PYTHONPATH")
     if existing:
         paths.append(existing)
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
 
 
-if __name__ == "__main__":  # a LocalWorker's process: ``python -m vpt_agent.workers FD PARENT_PID``
-    _worker_main(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))
+if __name__ == "__main__":  # a LocalWorker's process: ``python -m vpt_agent.eval.workers FD PARENT_PID``
+    # Run the loop from the module's import name, so replies pickle as vpt_agent.eval.workers.Transition.
+    from vpt_agent.eval.workers import _worker_main as _main
+
+    _main(multiprocessing.connection.Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -1,10 +1,10 @@
-"""The evaluation loop: K env workers, one batched policy forward per step, crash retries.
+"""The evaluation loop: K env workers, batched policy forwards, crash retries.
 
-:class:`Rollout` hands episode tasks (index, seed, attempt) to free workers, gathers each step's
-observations, calls the policy once for all envs (``first[i]`` marks env i's episode start so its
-recurrent memory is cleared), sends the actions back, and records every finished or crashed
-episode through a callback. A crashed worker is killed and replaced, and its episode is queued
-again with the same seed until ``max_retries`` retries are used up.
+:class:`Rollout` hands episode tasks (index, seed, attempt) to free workers, gathers each step's frames, calls
+the policy once for all envs (``first[i]`` marks env i's episode start so its recurrent memory is cleared),
+sends the actions back, and reports every observation, step and finished or crashed episode to its listeners.
+A crashed worker is killed and replaced, and its episode is queued again with the same seed until
+``max_retries`` retries are used up.
 """
 from __future__ import annotations
 
@@ -12,29 +12,43 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence
 
-from .errors import VPTError
-from .workers import EnvCrash
+import numpy as np
+
+from ..errors import VPTError
+from .records import CRASHED, TERMINATED, TRUNCATED, EpisodeRecord, EpisodeTask, episode_record
+from .workers import RESET, STEP, EnvWorker, ResetRequest, Transition, WorkerFailed
 
 logger = logging.getLogger(__name__)
 
-PolicyFn = Callable[[List[Dict[str, Any]], List[bool]], List[Dict[str, Any]]]
-RecordFn = Callable[[Dict[str, Any]], None]
-WorkerFactory = Callable[[int], Any]
+Action = Dict[str, Any]
+
+
+class Policy(Protocol):
+    """``policy(frames, first)`` -> one action per frame; ``first[i]``: frame i starts an episode."""
+
+    def __call__(self, frames: np.ndarray, first: np.ndarray) -> List[Action]: ...
+
+
+WorkerFactory = Callable[[int], EnvWorker]  # slot id -> a started worker
+
+
+class RolloutListener(Protocol):
+    """Receives what happens in a rollout; subclass it and override what you need (the bodies do nothing)."""
+
+    def on_reset(self, task: EpisodeTask, obs: Transition) -> None:
+        """The first observation of an episode attempt."""
+
+    def on_step(self, task: EpisodeTask, action: Action, obs: Transition) -> None:
+        """``action`` was taken in ``task``'s env, which answered ``obs``."""
+
+    def on_episode_end(self, task: EpisodeTask, record: EpisodeRecord) -> None:
+        """An attempt finished or crashed (``record["outcome"]``)."""
 
 
 class RolloutAborted(VPTError, RuntimeError):
     """Every env keeps crashing (no episode finishes): a broken setup rather than bad luck."""
-
-
-@dataclass
-class EpisodeTask:
-    """One episode to run: its index in the run, its seed, and which attempt this is (0 = first)."""
-
-    index: int
-    seed: int
-    attempt: int = 0
 
 
 @dataclass
@@ -61,18 +75,36 @@ class RolloutStats:
 
 
 class _Slot:
-    """A worker and the episode it is running."""
+    """A worker, the episode it is running and that episode's ledger (return, length, start time)."""
 
-    def __init__(self, slot_id: int, worker: Any):
+    def __init__(self, slot_id: int, worker: EnvWorker):
         self.id = slot_id
         self.worker = worker
         self.task: Optional[EpisodeTask] = None
-        self.phase: Optional[str] = None  # "reset" / "step" while a request is outstanding
-        self.obs: Optional[Dict[str, Any]] = None
+        self.phase: Optional[str] = None  # RESET / STEP while a request is outstanding
+        self.obs: Optional[Transition] = None  # the observation awaiting an action
+        self.action: Optional[Action] = None  # the action of the outstanding step
         self.first = False
-        self.started = 0.0
         self.episode_return = 0.0
         self.length = 0
+        self.started = 0.0
+
+    def begin(self, task: EpisodeTask) -> None:
+        self.task, self.obs, self.action, self.first = task, None, None, True
+        self.episode_return, self.length = 0.0, 0
+        self.started = time.perf_counter()
+
+    def book(self, obs: Transition) -> None:
+        """Add a step's reward to the ledger."""
+        self.episode_return += obs.reward
+        self.length += 1
+
+    def record(self, outcome: str, **extra: Any) -> EpisodeRecord:
+        return episode_record(self.task, outcome, self.episode_return, self.length,
+                              time.perf_counter() - self.started, self.id, **extra)
+
+    def clear(self) -> None:
+        self.task, self.obs, self.action, self.phase = None, None, None, None
 
     @property
     def waiting(self) -> bool:
@@ -87,33 +119,26 @@ class Rollout:
     """Runs a queue of episode tasks on K workers with a batched policy.
 
     Args:
-        policy: ``policy(obs_list, first)`` -> one action per entry; called with exactly
-            ``num_envs`` entries every time (idle workers get a padding copy with ``first=True``),
-            so batch position i always belongs to worker i.
-        make_worker: ``make_worker(slot_id)`` -> a started worker (``LocalWorker`` / ``RayWorker``).
+        policy: called with exactly ``num_envs`` frames every time (idle workers get a padding copy with
+            ``first=True``), so batch position i always belongs to worker i.
+        make_worker: ``make_worker(slot_id)`` -> a started :class:`~vpt_agent.eval.workers.EnvWorker`.
         tasks: episodes to run, in order.
-        on_record: called with the record of every finished or crashed episode, in finish order.
-        on_frame: optional ``on_frame(task, obs, first)`` with every observation (video recording).
-        on_episode_end: optional ``on_episode_end(task, finished)``; ``finished`` is False for a crash.
+        listeners: get every observation, step and episode end (log, progress bar, video).
     """
 
-    def __init__(self, policy: PolicyFn, make_worker: WorkerFactory, num_envs: int,
-                 tasks: Sequence[EpisodeTask], on_record: RecordFn, *, max_retries: int = 2,
-                 step_timeout: float = 180.0, reset_timeout: float = 600.0,
-                 on_frame: Optional[Callable[[EpisodeTask, Dict[str, Any], bool], None]] = None,
-                 on_episode_end: Optional[Callable[[EpisodeTask, bool], None]] = None):
+    def __init__(self, policy: Policy, make_worker: WorkerFactory, num_envs: int, tasks: Sequence[EpisodeTask],
+                 listeners: Sequence[RolloutListener] = (), *, max_retries: int, step_timeout: float,
+                 reset_timeout: float):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.policy = policy
         self.make_worker = make_worker
         self.num_envs = num_envs
         self.queue: Deque[EpisodeTask] = deque(tasks)
-        self.on_record = on_record
+        self.listeners = list(listeners)
         self.max_retries = max_retries
         self.step_timeout = step_timeout
         self.reset_timeout = reset_timeout
-        self.on_frame = on_frame
-        self.on_episode_end = on_episode_end
         self.stats = RolloutStats()
         self.slots: List[_Slot] = []
         self.crash_streak = 0  # crashes since the last finished episode
@@ -146,10 +171,10 @@ class Rollout:
                 if slot.task is None and self.queue:
                     self._start_episode(slot, self.queue.popleft())
             for slot in self.slots:
-                if slot.phase == "step":
+                if slot.phase == STEP:
                     self._collect(slot)
             for slot in self.slots:
-                if slot.phase == "reset" and slot.worker.poll():
+                if slot.phase == RESET and slot.worker.poll():
                     self._collect(slot)
             startable = bool(self.queue) and any(slot.task is None for slot in self.slots)
             if startable:
@@ -159,98 +184,82 @@ class Rollout:
             time.sleep(0.002)  # only resets are outstanding: wait for the first to finish
 
     def _start_episode(self, slot: _Slot, task: EpisodeTask) -> None:
-        slot.task, slot.obs, slot.first = task, None, True
-        slot.episode_return, slot.length = 0.0, 0
-        slot.started = time.perf_counter()
+        slot.begin(task)
         logger.debug("slot %d: episode %d (seed %d, attempt %d)", slot.id, task.index, task.seed, task.attempt)
-        self._submit(slot, "reset", task.seed, self.reset_timeout)
+        self._submit(slot, RESET, ResetRequest(task.seed), self.reset_timeout)
 
     def _submit(self, slot: _Slot, command: str, argument: Any, timeout: float) -> None:
         slot.phase = command
         try:
             slot.worker.submit(command, argument, timeout)
-        except EnvCrash as err:
+        except WorkerFailed as err:
             slot.phase = None
             self._crash(slot, err)
 
     def _collect(self, slot: _Slot) -> None:
         phase, slot.phase = slot.phase, None
         try:
-            result = slot.worker.result()
-        except EnvCrash as err:
+            obs = slot.worker.result()
+        except WorkerFailed as err:
             self._crash(slot, err)
             return
-        if phase == "reset":
-            slot.obs, slot.first = result, True
-            self._frame(slot, result)
+        if phase == RESET:
+            slot.obs, slot.first = obs, True
+            for listener in self.listeners:
+                listener.on_reset(slot.task, obs)
             return
-        obs, reward, terminated, truncated, summary = result
-        slot.episode_return += reward
-        slot.length += 1
+        slot.book(obs)
         self.stats.env_steps += 1
-        self._frame(slot, obs)
-        if summary is None:
+        for listener in self.listeners:
+            listener.on_step(slot.task, slot.action, obs)
+        if obs.done:
+            self._finish(slot, obs)
+        else:
             slot.obs = obs
-            return
-        self._finish(slot, "terminated" if terminated else "truncated", summary)
 
     def _act(self, ready: List[_Slot]) -> None:
-        pad = ready[0].obs
-        obs_list = [slot.obs if slot.ready else pad for slot in self.slots]
-        first = [slot.first if slot.ready else True for slot in self.slots]
+        pad = ready[0].obs.frame
+        frames = np.stack([slot.obs.frame if slot.ready else pad for slot in self.slots])
+        first = np.array([slot.first if slot.ready else True for slot in self.slots])
         start = time.perf_counter()
-        actions = self.policy(obs_list, first)
+        actions = self.policy(frames, first)
         self.stats.agent_time += time.perf_counter() - start
         self.stats.agent_frames += len(ready)
         self.stats.forwards += 1
         for slot in ready:
-            slot.first = False
-            slot.obs = None
-            self._submit(slot, "step", actions[slot.id], self.step_timeout)
-
-    def _frame(self, slot: _Slot, obs: Dict[str, Any]) -> None:
-        if self.on_frame is not None and slot.task is not None:
-            self.on_frame(slot.task, obs, slot.length == 0)
+            slot.first, slot.obs, slot.action = False, None, actions[slot.id]
+            self._submit(slot, STEP, slot.action, self.step_timeout)
 
     # ------------------------------------------------------------------ episode ends
 
-    def _base_record(self, slot: _Slot, outcome: str) -> Dict[str, Any]:
+    def _finish(self, slot: _Slot, obs: Transition) -> None:
+        record = slot.record(TERMINATED if obs.terminated else TRUNCATED, end=obs.end)
         task = slot.task
-        return {"index": task.index, "seed": task.seed, "attempt": task.attempt, "outcome": outcome,
-                "return": slot.episode_return, "length": slot.length,
-                "wall_time_s": round(time.perf_counter() - slot.started, 4), "worker": slot.id}
-
-    def _finish(self, slot: _Slot, outcome: str, summary: Dict[str, Any]) -> None:
-        record = self._base_record(slot, outcome)
-        record.update(summary)
-        record["return"] = summary.get("return", slot.episode_return)
-        task = slot.task
-        slot.task, slot.obs = None, None
+        slot.clear()
         self.crash_streak = 0
-        if self.on_episode_end is not None:
-            self.on_episode_end(task, True)
-        self.on_record(record)
+        self._emit_end(task, record)
 
     def _crash(self, slot: _Slot, err: Exception) -> None:
         task = slot.task
         retry = task.attempt < self.max_retries
-        record = self._base_record(slot, "crashed")
-        record["error"] = str(err)[:2000]
-        record["will_retry"] = retry
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        record = slot.record(CRASHED, error=str(err), will_retry=retry)
         logger.warning("episode %d (seed %d, attempt %d) crashed on worker %d: %s%s", task.index, task.seed,
-                       task.attempt, slot.id, str(err).splitlines()[0] if str(err) else type(err).__name__,
+                       task.attempt, slot.id, first_line,
                        "; retrying with the same seed" if retry else "; retries exhausted")
-        slot.task, slot.obs, slot.phase = None, None, None
+        slot.clear()
         self._replace_worker(slot)
         if retry:
-            self.queue.appendleft(EpisodeTask(task.index, task.seed, task.attempt + 1))
-        if self.on_episode_end is not None:
-            self.on_episode_end(task, False)
-        self.on_record(record)
+            self.queue.appendleft(task.retry())
+        self._emit_end(task, record)
         self.crash_streak += 1
         if self.crash_streak >= self.max_crash_streak:
             raise RolloutAborted(f"{self.crash_streak} crashes in a row without a finished episode; "
-                                 f"last error: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+                                 f"last error: {first_line}")
+
+    def _emit_end(self, task: EpisodeTask, record: EpisodeRecord) -> None:
+        for listener in self.listeners:
+            listener.on_episode_end(task, record)
 
     def _replace_worker(self, slot: _Slot) -> None:
         try:

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from .records import CRASHED, EpisodeRecord, EpisodeTask
+from .rollout import RolloutListener
+
 logger = logging.getLogger(__name__)
 
 EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "returns.png"
-CRASHED = "crashed"
 SMOKE_TEST_LABEL = "SMOKE TEST: random (untrained) weights, not a real evaluation"
 
 # Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
@@ -43,7 +45,7 @@ class EpisodeLog:
         self.path = Path(path)
         self._fh = None
 
-    def load(self) -> List[Dict[str, Any]]:
+    def load(self) -> List[EpisodeRecord]:
         """Read all records; a corrupt (truncated) last line is logged and dropped from the file.
 
         A corrupt line anywhere else means the file was edited or damaged by something other than
@@ -53,7 +55,7 @@ class EpisodeLog:
             return []
         raw = self.path.read_bytes()
         lines = raw.split(b"\n")
-        records: List[Dict[str, Any]] = []
+        records: List[EpisodeRecord] = []
         good_bytes = 0
         last_content = max((i for i, line in enumerate(lines, start=1) if line.strip()), default=0)
         for number, line in enumerate(lines, start=1):
@@ -93,7 +95,7 @@ class EpisodeLog:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
-    def append(self, record: Mapping[str, Any]) -> None:
+    def append(self, record: EpisodeRecord) -> None:
         """Append one record as a line, flushed and fsync'd before returning."""
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,12 +115,12 @@ class EpisodeLog:
 class EpisodeStatus:
     """What the log says about the episode indices of a run."""
 
-    done: Dict[int, Dict[str, Any]] = field(default_factory=dict)  # index -> successful record
+    done: Dict[int, EpisodeRecord] = field(default_factory=dict)  # index -> successful record
     gave_up: Dict[int, int] = field(default_factory=dict)  # index -> crashed attempts (retries exhausted)
     attempts: Dict[int, int] = field(default_factory=dict)  # index -> crashed attempts so far
 
 
-def episode_status(records: Iterable[Mapping[str, Any]], max_retries: int) -> EpisodeStatus:
+def episode_status(records: Iterable[EpisodeRecord], max_retries: int) -> EpisodeStatus:
     """Classify indices: finished, given up (more than ``max_retries`` crashes) or still to run."""
     status = EpisodeStatus()
     for record in records:
@@ -128,7 +130,7 @@ def episode_status(records: Iterable[Mapping[str, Any]], max_retries: int) -> Ep
         elif index in status.done:
             logger.warning("duplicate record for episode %d ignored", index)
         else:
-            status.done[index] = dict(record)
+            status.done[index] = record
     for index, crashes in status.attempts.items():
         if index not in status.done and crashes > max_retries:
             status.gave_up[index] = crashes
@@ -162,7 +164,7 @@ def return_stats(returns: Sequence[float]) -> Dict[str, Any]:
             "min": min(returns), "max": max(returns)}
 
 
-def item_success_rates(records: Sequence[Mapping[str, Any]]) -> Dict[str, float]:
+def item_success_rates(records: Sequence[EpisodeRecord]) -> Dict[str, float]:
     """Share of episodes in which each item was obtained (count > 0), as in the VPT paper's tables."""
     with_items = [r for r in records if isinstance(r.get("items"), dict)]
     if not with_items:
@@ -172,8 +174,38 @@ def item_success_rates(records: Sequence[Mapping[str, Any]]) -> Dict[str, float]
             for name in names}
 
 
-def build_summary(records: Sequence[Mapping[str, Any]], *, episodes_requested: int, max_retries: int,
-                  config: Mapping[str, Any], versions: Mapping[str, Optional[str]],
+def throughput(finished: Sequence[EpisodeRecord], session: Mapping[str, Any]) -> Dict[str, Any]:
+    """Env, agent and overall steps/s, and the share of the bound ``min(K x env, agent)`` the run achieved.
+
+    ``env`` is one env's speed (steps per second of time inside the env, over finished episodes), ``agent`` the
+    policy's (frames per second of forward time, at this session's batch sizes), ``overall`` env steps per
+    wall-clock second of this session with all K envs. A loop that hid every wait would reach the bound.
+    """
+    steps = sum(int(r["length"]) for r in finished)
+    env_time = sum(float(r.get("env_time_s", 0.0)) for r in finished)
+    env_rate = steps / env_time if env_time > 0 else None
+    agent_rate = session.get("agent_steps_per_s")
+    overall = session.get("overall_steps_per_s")
+    num_envs = session.get("num_envs")
+    bound = None
+    if env_rate and agent_rate and num_envs:
+        bound = min(num_envs * env_rate, agent_rate)
+    return {
+        "env_steps_per_s": env_rate,
+        "agent_steps_per_s": agent_rate,
+        "overall_steps_per_s": overall,
+        "num_envs": num_envs,
+        "bound_steps_per_s": bound,
+        "share_of_bound": overall / bound if bound and overall else None,
+        "note": "env: steps per second of env time summed over finished episodes (one env); agent: frames per "
+                "second of policy forward time (this session's batch sizes); overall: env steps per wall-clock "
+                "second of this session (all envs together); bound: min(num_envs x env, agent); "
+                "share_of_bound: overall / bound",
+    }
+
+
+def build_summary(records: Sequence[EpisodeRecord], *, episodes_requested: int, max_retries: int,
+                  smoke_test: bool, config: Mapping[str, Any], versions: Mapping[str, Optional[str]],
                   session: Mapping[str, Any]) -> Dict[str, Any]:
     """Summarise the log: statistics over finished (non-crashed) episodes with index < N.
 
@@ -184,16 +216,14 @@ def build_summary(records: Sequence[Mapping[str, Any]], *, episodes_requested: i
     finished = [status.done[i] for i in sorted(status.done)]
     returns = [float(r["return"]) for r in finished]
     steps = sum(int(r["length"]) for r in finished)
-    env_time = sum(float(r.get("env_time_s", 0.0)) for r in finished)
     outcomes: Dict[str, int] = {}
     for r in finished:
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
-    smoke = bool(config.get("weights") == "random")
     summary: Dict[str, Any] = {
         "env": config.get("env"),
         "policy": config.get("policy_label"),
-        "smoke_test": smoke,
-        **({"warning": SMOKE_TEST_LABEL} if smoke else {}),
+        "smoke_test": smoke_test,
+        **({"warning": SMOKE_TEST_LABEL} if smoke_test else {}),
         "episodes_requested": episodes_requested,
         "episodes_finished": len(finished),
         "complete": len(finished) + len(status.gave_up) == episodes_requested,
@@ -203,14 +233,7 @@ def build_summary(records: Sequence[Mapping[str, Any]], *, episodes_requested: i
         "episodes_given_up": sorted(status.gave_up),
         "item_success_rates": item_success_rates(finished),
         "mean_length": (steps / len(finished)) if finished else None,
-        "throughput": {
-            "env_steps_per_s": steps / env_time if env_time > 0 else None,
-            "agent_steps_per_s": session.get("agent_steps_per_s"),
-            "overall_steps_per_s": session.get("overall_steps_per_s"),
-            "note": "env: steps per second of env.step time summed over finished episodes (one env); "
-                    "agent: frames per second of batched policy forward time; overall: env steps per "
-                    "wall-clock second of this session (all envs together)",
-        },
+        "throughput": throughput(finished, session),
         "session": dict(session),
         "config": dict(config),
         "versions": dict(versions),
@@ -229,7 +252,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def plot_returns(records: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
+def plot_returns(records: Sequence[EpisodeRecord], path: Path, title: str) -> None:
     """Save per-episode returns (crashed attempts marked) and their histogram as a PNG."""
     import matplotlib
 
@@ -293,7 +316,9 @@ def format_table(summary: Mapping[str, Any], out_dir: Path) -> str:
         ("length", f"mean {_fmt(summary['mean_length'])}  outcomes "
                    + (", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items())) or "-")),
         ("steps/s", f"env {_fmt(thr['env_steps_per_s'])} | agent {_fmt(thr['agent_steps_per_s'])} | "
-                    f"overall {_fmt(thr['overall_steps_per_s'])}"),
+                    f"overall {_fmt(thr['overall_steps_per_s'])}"
+                    + (f" = {thr['share_of_bound']:.0%} of the bound {_fmt(thr['bound_steps_per_s'])}"
+                       if thr.get("share_of_bound") else "")),
     ]
     items = summary.get("item_success_rates") or {}
     if items:
@@ -310,8 +335,8 @@ def format_table(summary: Mapping[str, Any], out_dir: Path) -> str:
     return f"{rule}\n{body}\n{rule}"
 
 
-class Progress:
-    """tqdm bar: episodes done, running mean return, crashed attempts, env steps/s."""
+class Progress(RolloutListener):
+    """A rollout listener showing a tqdm bar: episodes done, running mean return, crashed attempts, env steps/s."""
 
     def __init__(self, total: int, done_returns: List[float], enabled: bool):
         self.returns = list(done_returns)
@@ -326,7 +351,7 @@ class Progress:
                             desc="episodes")
             self._postfix()
 
-    def record(self, record: Mapping[str, Any]) -> None:
+    def on_episode_end(self, task: EpisodeTask, record: EpisodeRecord) -> None:
         """Update the bar with a finished or crashed episode record."""
         if record["outcome"] == CRASHED:
             self.crashes += 1

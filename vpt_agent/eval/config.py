@@ -1,0 +1,201 @@
+"""The settings of an evaluation run (:class:`EvalConfig`) and their validation.
+
+Each field is one command-line flag: its default is the field's default and its help, choices and bounds are in
+the field's metadata, from which :mod:`vpt_agent.eval.cli` generates the parser and :func:`validate` the checks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from ..errors import VPTError
+from .workers import EnvSpec, import_env_modules, make_env
+
+MINERL_ENV = "vpt/MineRLHumanSurvival-v0"
+EMBEDDED_ENV = "vpt/VoxelTreechop-v0"
+RANDOM_WEIGHTS = "random"  # --weights random: untrained weights, a smoke test labelled as such everywhere
+
+
+class EvalError(VPTError, ValueError):
+    """A user-facing error: bad arguments, missing files, a resume that does not match the run."""
+
+
+def _opt(help: str, **meta: Any) -> Dict[str, Any]:
+    """Field metadata: ``help``, and optionally ``short`` (e.g. ``-n``), ``choices``, ``minimum``,
+    ``exclusive_minimum``, ``metavar``, ``cli=False`` (not a flag) or ``negate`` (a ``--no-X`` switch)."""
+    return {"help": help, **meta}
+
+
+@dataclass
+class EvalConfig:
+    """Settings of an evaluation run (one field per command-line flag)."""
+
+    episodes: int = field(default=10, metadata=_opt(
+        "episodes to record; exactly N are recorded, whatever K is", short="-n", minimum=1, metavar="N"))
+    env: Optional[str] = field(default=None, metadata=_opt(
+        f"Gymnasium id; 'module:id' imports module first (default {MINERL_ENV} when minerl is installed, "
+        f"else the embedded {EMBEDDED_ENV})", metavar="ID"))
+    env_kwargs: Dict[str, Any] = field(default_factory=dict, metadata=_opt(
+        "keyword arguments for gymnasium.make, as a JSON object, e.g. '{\"log_goal\": 5}'", metavar="JSON"))
+    max_steps: Optional[int] = field(default=None, metadata=_opt(
+        "truncate episodes after S steps (default: the env's own limit)", minimum=1, metavar="S"))
+    model: Optional[str] = field(default=None, metadata=_opt("the .model config file", metavar="PATH"))
+    weights: Optional[str] = field(default=None, metadata=_opt(
+        f"the .weights/.safetensors file, or '{RANDOM_WEIGHTS}' for a smoke test with untrained weights "
+        "(labelled as such everywhere)", metavar="PATH"))
+    zoo: Optional[str] = field(default=None, metadata=_opt(
+        "official model by name (python -m vpt_agent.zoo list), downloaded and cached on first use", metavar="NAME"))
+    device: str = field(default="auto", metadata=_opt("where the policy runs", choices=("auto", "cpu", "cuda")))
+    dtype: str = field(default="float32", metadata=_opt(
+        "policy precision (bfloat16 = autocast)", choices=("float32", "bfloat16")))
+    num_envs: int = field(default=1, metadata=_opt("env processes in parallel", short="-k", minimum=1, metavar="K"))
+    deterministic: bool = field(default=False, metadata=_opt("argmax actions instead of sampling"))
+    seed: int = field(default=0, metadata=_opt("episode i uses env seed S+i; also seeds action sampling",
+                                               metavar="S"))
+    out: Optional[str] = field(default=None, metadata=_opt(
+        "report directory (default runs/eval-<timestamp>)", metavar="DIR"))
+    video: int = field(default=0, metadata=_opt(
+        "MP4s of the first N episodes in DIR/videos/ (needs pip install 'vpt-agent[video]')", minimum=0,
+        metavar="N"))
+    resume: bool = field(default=False, metadata=_opt("continue the run in --out"))
+    backend: str = field(default="local", metadata=_opt("where the envs run", choices=("local", "ray")))
+    ray_address: Optional[str] = field(default=None, metadata=_opt(
+        "address of a Ray cluster (default: start a local one)", metavar="ADDR"))
+    ray_cpus_per_env: float = field(default=1.0, metadata=_opt("CPUs reserved per env actor", exclusive_minimum=0,
+                                                               metavar="C"))
+    max_retries: int = field(default=2, metadata=_opt("retries of a crashed episode (same seed)", minimum=0,
+                                                      metavar="R"))
+    step_timeout: float = field(default=180.0, metadata=_opt("seconds after which a step counts as hung",
+                                                             exclusive_minimum=0, metavar="T"))
+    reset_timeout: float = field(default=600.0, metadata=_opt(
+        "seconds after which a reset (incl. env start-up) counts as hung", exclusive_minimum=0, metavar="T"))
+    threads: Optional[int] = field(default=None, metadata=_opt(
+        "torch CPU threads for the policy (default: the CPUs the local env processes leave free, at least 1; "
+        "oversubscribed OpenMP threads spin and can slow a step several times)", minimum=1, metavar="T"))
+    progress: bool = field(default=True, metadata=_opt("no progress bar", negate=True))
+    print_table: bool = field(default=True, metadata=_opt("print the summary table at the end", cli=False))
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a field: ``num_envs`` -> ``--num-envs``."""
+    return "--" + name.replace("_", "-")
+
+
+def default_env() -> str:
+    """MineRL's HumanSurvival when minerl is importable, else the embedded env."""
+    return MINERL_ENV if importlib.util.find_spec("minerl") is not None else EMBEDDED_ENV
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`EvalError` unless ``env_id`` is a registered Gymnasium id (after imports)."""
+    import gymnasium
+
+    try:
+        import_env_modules(env_id)
+    except ImportError as err:
+        raise EvalError(f"--env {env_id!r}: cannot import its module: {err}") from None
+    name = env_id.split(":", 1)[1] if ":" in env_id else env_id
+    if name not in gymnasium.registry:
+        vpt_ids = sorted(i for i in gymnasium.registry if i.startswith("vpt/"))
+        hint = f"; registered vpt ids: {', '.join(vpt_ids)}" if vpt_ids else ""
+        raise EvalError(f"--env: unknown Gymnasium env id {env_id!r}{hint}")
+
+
+def probe_env(spec: EnvSpec) -> None:
+    """Build (and close) the env once here, so a setup error (missing minerl, bad kwargs) is one clear
+    error up front instead of a crash of every episode in the workers. Does not reset the env."""
+    try:
+        env = make_env(spec)
+    except Exception as err:  # any failure here is a configuration problem the user must fix
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EvalError(f"--env {spec.env_id!r}: cannot create the env: {type(err).__name__}: {text}") from None
+    env.close()
+
+
+def env_spec(config: EvalConfig) -> EnvSpec:
+    """What the env workers of this run build."""
+    return EnvSpec(config.env, dict(config.env_kwargs), config.max_steps)
+
+
+def _check_fields(config: EvalConfig) -> None:
+    """Choices and bounds from the fields' metadata."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if value is None:
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise EvalError(f"{flag(f.name)} must be one of {', '.join(meta['choices'])}, got {value!r}")
+        if "minimum" in meta and value < meta["minimum"]:
+            raise EvalError(f"{flag(f.name)} must be >= {meta['minimum']}, got {value}")
+        if "exclusive_minimum" in meta and value <= meta["exclusive_minimum"]:
+            raise EvalError(f"{flag(f.name)} must be > {meta['exclusive_minimum']}, got {value}")
+
+
+def validate(config: EvalConfig) -> EvalConfig:
+    """Check a config and fill in defaults; raises :class:`EvalError` with a one-line message.
+
+    Returns a new config: the env resolved, model/weights paths made absolute. Presets of settings
+    (e.g. an evaluation protocol) belong before these checks, so that they are checked like any flag.
+    """
+    config = dataclasses.replace(config, env_kwargs=dict(config.env_kwargs))
+    _check_fields(config)
+    if "max_episode_steps" in config.env_kwargs:
+        raise EvalError("--env-kwargs: give the time limit as --max-steps, not max_episode_steps")
+    _validate_policy_source(config)
+    if config.env is None:
+        config.env = default_env()
+    check_env_id(config.env)
+    probe_env(env_spec(config))
+    if config.video:
+        _check_importable("--video", ("imageio", "imageio_ffmpeg"), "video")
+    if config.backend == "ray":
+        _check_importable("--backend ray", ("ray",), "ray")
+    return config
+
+
+def _require_file(path: Optional[str], flag_name: str) -> None:
+    if path is not None and not Path(path).is_file():
+        raise EvalError(f"{flag_name}: file not found: {path}")
+
+
+def _validate_policy_source(config: EvalConfig) -> None:
+    if config.zoo is not None:
+        if config.model is not None or config.weights is not None:
+            raise EvalError("give either --zoo NAME or --model/--weights, not both")
+        from ..zoo import ZooError, get_model
+
+        try:
+            get_model(config.zoo)
+        except ZooError as err:
+            raise EvalError(f"--zoo: {err}") from None
+        return
+    if config.weights is None:
+        raise EvalError("no weights given: use --zoo NAME (see `python -m vpt_agent.zoo list`; fetch with "
+                        "`python -m vpt_agent.zoo download NAME`) or --model PATH --weights PATH; "
+                        f"--weights {RANDOM_WEIGHTS} runs an untrained smoke test")
+    if config.model is None:
+        raise EvalError("--model PATH (the .model config) is required with --weights")
+    _require_file(config.model, "--model")
+    config.model = str(Path(config.model).resolve())
+    if config.weights != RANDOM_WEIGHTS:
+        _require_file(config.weights, "--weights")
+        config.weights = str(Path(config.weights).resolve())
+
+
+def _check_importable(what: str, modules, extra: str) -> None:
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise EvalError(f"{what} needs {' and '.join(modules)} ({module} is missing): "
+                            f"pip install 'vpt-agent[{extra}]'")
+
+
+def config_from_mapping(values: Mapping[str, Any]) -> EvalConfig:
+    """An :class:`EvalConfig` from a dict; an unknown key is an :class:`EvalError` naming it."""
+    names = {f.name for f in dataclasses.fields(EvalConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise EvalError(f"unknown evaluation setting(s): {', '.join(unknown)}")
+    return EvalConfig(**dict(values))

@@ -1,0 +1,242 @@
+"""Running an evaluation: the agent, the workers, the rollout, signals and the summary.
+
+:func:`evaluate` validates an :class:`~vpt_agent.eval.config.EvalConfig`, checks the run directory, loads the
+agent (before creating anything, so a bad model leaves no run directory), runs the missing episodes and writes
+``summary.json``, ``returns.png`` and the table. Episode ``i`` always uses env seed ``seed + i``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Union
+
+from . import report
+from .config import EMBEDDED_ENV, MINERL_ENV, EvalConfig, EvalError, config_from_mapping, env_spec, validate
+from .records import EpisodeRecord, EpisodeTask
+from .report import Progress
+from .rollout import Policy, Rollout, RolloutListener, WorkerFactory
+from .rundir import create_run_dir, default_out_dir, is_smoke_test, package_versions, policy_label, prepare_run_dir
+from .video import VIDEO_DIR, VideoRecorder
+from .workers import EnvSpec, LocalWorker, RayWorker, ray_runtime_env
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- agent
+
+def default_threads(config: EvalConfig) -> int:
+    """CPU threads for the policy: the cores the local env worker processes (one busy core each) leave free."""
+    cpus = os.cpu_count() or 1
+    busy = config.num_envs if config.backend == "local" else 0
+    return max(1, cpus - busy)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run the policy with ``n`` CPU threads, restoring the caller's setting afterwards.
+
+    Oversubscribed OpenMP threads spin against the env processes and can make a step several times slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_agent(config: EvalConfig):
+    """Load the VPT agent the config asks for (files, zoo name, or random init for smoke tests)."""
+    from ..agent import VPTAgent
+
+    options = dict(device=config.device, dtype=config.dtype, seed=config.seed)
+    if config.zoo is not None:
+        return VPTAgent.from_pretrained(config.zoo, **options)
+    if is_smoke_test(config):
+        logger.warning("evaluating RANDOM weights: a smoke test, not a real evaluation")
+        return VPTAgent.from_config(config.model, **options)
+    return VPTAgent.from_files(config.model, config.weights, **options)
+
+
+def _load_agent(config: EvalConfig):
+    from ..zoo import ZooError
+
+    try:
+        return build_agent(config)
+    except (OSError, ValueError, KeyError, RuntimeError, ZooError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EvalError(f"cannot load the agent: {type(err).__name__}: {text}") from None
+
+
+def agent_policy(agent: Any, deterministic: bool) -> Policy:
+    """The rollout's view of a ``VPTAgent``: frames and first flags in, MineRL actions out."""
+    def policy(frames, first):
+        return agent.get_actions([{"pov": frame} for frame in frames], first, deterministic=deterministic)
+
+    return policy
+
+
+# ----------------------------------------------------------------------------- signals and Ray
+
+class _Signals:
+    """Turn SIGTERM into KeyboardInterrupt in the main thread, so both stop a run the same way."""
+
+    def __enter__(self):
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    @staticmethod
+    def _handle(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
+def _worker_factory(config: EvalConfig, spec: EnvSpec) -> WorkerFactory:
+    if config.backend == "ray":
+        return lambda slot: RayWorker(spec, num_cpus=config.ray_cpus_per_env)
+    return lambda slot: LocalWorker(spec)
+
+
+def _init_ray(config: EvalConfig) -> bool:
+    """Connect to (or start) Ray unless already initialised; returns whether we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: Dict[str, Any] = {"runtime_env": ray_runtime_env(), "include_dashboard": False, "log_to_driver": False}
+    if config.ray_address:
+        kwargs["address"] = config.ray_address
+    else:
+        kwargs["num_cpus"] = max(os.cpu_count() or 1, int(config.num_envs * config.ray_cpus_per_env + 0.999))
+    ray.init(**kwargs)
+    return True
+
+
+# ----------------------------------------------------------------------------- the run
+
+class _LogWriter(RolloutListener):
+    """Stamps the run-level keys on each record and appends it to ``episodes.jsonl`` (fsync'd)."""
+
+    def __init__(self, log: report.EpisodeLog, smoke_test: bool):
+        self.log = log
+        self.smoke_test = smoke_test
+
+    def on_episode_end(self, task: EpisodeTask, record: EpisodeRecord) -> None:
+        record["smoke_test"] = self.smoke_test
+        record["finished_at"] = _dt.datetime.now().isoformat(timespec="seconds")
+        self.log.append(record)
+
+
+def env_note(env_id: str) -> str:
+    """What kind of env ran, for the summary."""
+    if env_id == EMBEDDED_ENV:
+        return "embedded offline env (not Minecraft)"
+    return "MineRL (Minecraft)" if env_id == MINERL_ENV else "user-chosen env"
+
+
+def write_summary(out: Path, config: EvalConfig, session: Mapping[str, Any], *, plot: bool) -> Dict[str, Any]:
+    """Rebuild the summary from ``episodes.jsonl`` and write it (and, with ``plot``, ``returns.png``)."""
+    records = report.EpisodeLog(out / report.EPISODES_FILE).load()
+    summary = report.build_summary(records, episodes_requested=config.episodes, max_retries=config.max_retries,
+                                   smoke_test=is_smoke_test(config),
+                                   config={**dataclasses.asdict(config), "out": str(out),
+                                           "policy_label": policy_label(config)},
+                                   versions=package_versions(), session=session)
+    summary["env_note"] = env_note(config.env)
+    report.write_json_atomic(out / report.SUMMARY_FILE, summary)
+    if plot:
+        title = f"{config.env} | {policy_label(config)} | n={summary['returns']['n']}"
+        try:
+            report.plot_returns([r for r in records if int(r["index"]) < config.episodes],
+                                out / report.PLOT_FILE, title)
+        except Exception as err:  # a plotting problem must not lose the summary
+            logger.warning("could not write %s: %s", report.PLOT_FILE, err)
+    return summary
+
+
+def evaluate(config: Union[EvalConfig, Mapping[str, Any]]) -> Dict[str, Any]:
+    """Run an evaluation and return its summary (also written to ``OUT/summary.json``).
+
+    Raises :class:`~vpt_agent.eval.config.EvalError` for bad settings and ``KeyboardInterrupt`` after an
+    interrupt (Ctrl-C or SIGTERM), in which case the summary of the finished episodes was written first.
+    """
+    if not isinstance(config, EvalConfig):
+        config = config_from_mapping(config)
+    config = validate(config)
+    out = Path(config.out) if config.out else default_out_dir()
+    config.out = str(out)
+    existing = prepare_run_dir(config, out)
+    status = report.episode_status([r for r in existing if int(r["index"]) < config.episodes], config.max_retries)
+    tasks = [EpisodeTask(i, config.seed + i, status.attempts.get(i, 0)) for i in range(config.episodes)
+             if i not in status.done and i not in status.gave_up]
+    if existing:
+        logger.info("resuming %s: %d episodes done, %d to run", out, len(status.done), len(tasks))
+    session: Dict[str, Any] = {"started": _dt.datetime.now().isoformat(), "resumed": bool(existing),
+                               "interrupted": False}
+    agent = _load_agent(config) if tasks else None  # before creating anything: a bad model leaves no run dir
+    if not config.resume:
+        create_run_dir(config, out)
+    if tasks:
+        try:
+            with _torch_threads(config.threads or default_threads(config)):
+                session.update(_run_tasks(config, agent, out, tasks,
+                                          [float(r["return"]) for r in status.done.values()]))
+        except Exception as err:
+            session["error"] = f"{type(err).__name__}: {err}"
+            write_summary(out, config, session, plot=False)  # what finished is still summarised
+            raise
+    summary = write_summary(out, config, session, plot=True)
+    if config.print_table:
+        print(report.format_table(summary, out), flush=True)
+    if session["interrupted"]:
+        raise KeyboardInterrupt("evaluation interrupted; finished episodes and their summary are on disk")
+    return summary
+
+
+def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTask],
+               done_returns: List[float]) -> Dict[str, Any]:
+    """Run the pending episodes; returns session info (throughput, interrupted flag)."""
+    log = report.EpisodeLog(out / report.EPISODES_FILE)
+    progress = Progress(config.episodes, done_returns, config.progress)
+    video = VideoRecorder(out / VIDEO_DIR, config.video) if config.video else None
+    listeners: List[RolloutListener] = [*([video] if video else []), _LogWriter(log, is_smoke_test(config)),
+                                        progress]
+    num_envs = min(config.num_envs, len(tasks))
+    rollout = Rollout(agent_policy(agent, config.deterministic), _worker_factory(config, env_spec(config)),
+                      num_envs, tasks, listeners, max_retries=config.max_retries,
+                      step_timeout=config.step_timeout, reset_timeout=config.reset_timeout)
+    interrupted = started_ray = False
+    try:
+        with _Signals():
+            try:
+                if config.backend == "ray":
+                    started_ray = _init_ray(config)
+                rollout.run()
+            except KeyboardInterrupt:
+                interrupted = True
+                logger.warning("interrupted: finished episodes are in %s; continue with --resume", out)
+    finally:
+        log.close()
+        progress.close()
+        if video is not None:
+            video.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return {**rollout.stats.session(), "interrupted": interrupted, "backend": config.backend,
+            "num_envs": num_envs}
