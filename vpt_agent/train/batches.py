@@ -10,8 +10,10 @@ B, T, the seed and the number of epochs: it is computed identically in the train
 decoding worker, so the batches do not depend on the number of workers or their timing, and resuming at
 step ``s`` only needs ``s`` (:meth:`WindowLoader.state_dict`).
 
-Steps whose action is a null action (see :mod:`.loss`) are dropped before windows are cut, as the official
-trainer skips them.
+With ``skip_null=True``, steps whose action is null in the agent's action space (see :mod:`.targets`) are
+dropped before windows are cut (the VPT paper's rule). The default keeps them, which is what the official
+``behavioural_cloning.py`` really does: its null check never fires. Recorder-level null actions (no key, no
+mouse movement, no mouse button) are already dropped by :mod:`vpt_agent.data`, as by the official loader.
 """
 from __future__ import annotations
 
@@ -128,15 +130,15 @@ class EpisodeTargets(NamedTuple):
     camera: np.ndarray  # (n_kept,)
 
 
-def episode_targets(source: EpisodeSource, i: int) -> EpisodeTargets:
-    """Parse episode ``i``'s actions into targets; null actions are dropped. Errors name the episode's file."""
+def episode_targets(source: EpisodeSource, i: int, skip_null: bool = False) -> EpisodeTargets:
+    """Parse episode ``i``'s actions into targets (null actions dropped if ``skip_null``). Errors name the file."""
     try:
         t = action_targets(source.actions(i))
     except TrainDataError:
         raise
     except (ValueError, TypeError, KeyError) as e:
         raise TrainDataError(f"{source.name(i)}: unusable actions ({e})") from e
-    keep = np.flatnonzero(~t.null)
+    keep = np.flatnonzero(~t.null) if skip_null else np.arange(len(t.null))
     return EpisodeTargets(keep, t.buttons[keep], t.camera[keep])
 
 
@@ -195,6 +197,7 @@ class Batch(NamedTuple):
     camera: np.ndarray  # (B, T) int64
     mask: np.ndarray  # (B, T) bool: a real (not padded) step
     first: np.ndarray  # (B,) bool
+    episode: np.ndarray  # (B,) int64: the episode each lane reads (-1: idle lane)
     epoch: int  # the lowest epoch among the lanes
 
 
@@ -210,14 +213,14 @@ class _LaneReader:
 
 def _window_rows(source: EpisodeSource, targets: Sequence[EpisodeTargets], readers: Dict[int, _LaneReader],
                  lane: int, slot: Optional[Slot], seq_len: int) -> Tuple[np.ndarray, ...]:
-    """(frames (T,H,W,3), buttons (T,), camera (T,), mask (T,), first) of one lane at one step."""
+    """(frames (T,H,W,3), buttons (T,), camera (T,), mask (T,), first, episode) of one lane at one step."""
     T = seq_len
     frames = np.zeros((T, *source.frame_shape), dtype=np.uint8)
     buttons = np.zeros(T, dtype=np.int64)
     camera = np.zeros(T, dtype=np.int64)
     mask = np.zeros(T, dtype=bool)
     if slot is None:
-        return frames, buttons, camera, mask, np.bool_(True)
+        return frames, buttons, camera, mask, np.bool_(True), np.int64(-1)
     tg = targets[slot.episode]
     reader = readers.get(lane)
     start = slot.window * T
@@ -232,7 +235,7 @@ def _window_rows(source: EpisodeSource, targets: Sequence[EpisodeTargets], reade
     buttons[:n] = tg.buttons[start:start + n]
     camera[:n] = tg.camera[start:start + n]
     mask[:n] = True
-    return frames, buttons, camera, mask, np.bool_(slot.window == 0)
+    return frames, buttons, camera, mask, np.bool_(slot.window == 0), np.int64(slot.episode)
 
 
 def _skip_to(source: EpisodeSource, reader: _LaneReader, tg: EpisodeTargets, kept: int) -> None:
@@ -298,17 +301,17 @@ class WindowLoader:
     """
 
     def __init__(self, source: EpisodeSource, batch: int, seq_len: int, seed: int = 0,
-                 epochs: Optional[int] = None, workers: int = 0, prefetch: int = 2):
+                 epochs: Optional[int] = None, workers: int = 0, prefetch: int = 2, skip_null: bool = False):
         if batch < 1 or seq_len < 1:
             raise ValueError("batch and seq_len must be >= 1")
         self.source, self.batch, self.seq_len = source, batch, seq_len
         self.seed, self.epochs = seed, epochs
         self.workers, self.prefetch = min(workers, batch), prefetch
-        self.targets = [episode_targets(source, i) for i in range(len(source))]
+        self.targets = [episode_targets(source, i, skip_null) for i in range(len(source))]
         self.lengths = [len(t.keep) for t in self.targets]
         if sum(self.lengths) == 0:
-            raise TrainDataError(f"no training steps: every action in the {len(source)} episode(s) is a null "
-                                 f"action (first: {source.name(0)})")
+            raise TrainDataError(f"no training steps in the {len(source)} episode(s) (first: {source.name(0)})"
+                                 + (": every action is a null action" if skip_null else ""))
         self.next_step = 0
         self._procs: List[Any] = []
 
@@ -342,7 +345,7 @@ class WindowLoader:
     def _assemble(self, step: int, rows: Mapping[int, Tuple[np.ndarray, ...]], epoch: int) -> Batch:
         parts = [rows[b] for b in range(self.batch)]
         self.next_step = step + 1
-        return Batch(step, *(np.stack([p[k] for p in parts]) for k in range(5)), epoch=epoch)
+        return Batch(step, *(np.stack([p[k] for p in parts]) for k in range(6)), epoch=epoch)
 
     def _iter_workers(self) -> Iterator[Batch]:
         ctx = mp.get_context("spawn")

@@ -25,6 +25,9 @@ class TrainConfig:
     batch: int = _opt(8, "B: parallel sequences (lanes) per step", metavar="B")
     lr: float = _opt(1.81e-4, "AdamW learning rate (official VPT fine-tuning value)")
     weight_decay: float = _opt(0.039428, "AdamW weight decay (official VPT fine-tuning value)")
+    null_actions: str = _opt("keep", "keep | skip steps whose action is null in the agent's action space "
+                             "(skip: the VPT paper's rule; keep: what the official behavioural_cloning.py does)",
+                             choices=("keep", "skip"))
     grad_clip: float = _opt(5.0, "clip the global gradient norm to this (0: off)")
     warmup: int = _opt(0, "linear learning-rate warm-up over this many steps", metavar="N")
     device: str = _opt("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))

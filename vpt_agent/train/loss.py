@@ -7,8 +7,7 @@ still camera is the null camera bin. So the log-likelihood of a recorded action 
 the logits by the model's temperature before the log-softmax, and ``behavioural_cloning.py`` trains on exactly
 those log-probs).
 
-A step is a *null action* when, after the camera is quantised, no button is pressed and the camera is in its
-null bin (the official trainer skips such steps entirely: the frame never reaches the model).
+Null actions: see :mod:`.targets` and ``--null-actions``.
 """
 from __future__ import annotations
 

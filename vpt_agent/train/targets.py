@@ -1,6 +1,10 @@
 """Training targets of recorded env actions (numpy only, so decoding workers need not import torch).
 
-See :mod:`vpt_agent.train.loss` for how they enter the loss, and for the null-action rule.
+See :mod:`vpt_agent.train.loss` for how they enter the loss.
+
+A step is a *null action* when, after the camera is quantised, no button is pressed and the camera is in
+its null bin. The VPT paper drops such steps; the official ``behavioural_cloning.py`` means to (its
+``check_if_null``) but compares the camera with a bound method, so in fact it trains on them.
 """
 from __future__ import annotations
 

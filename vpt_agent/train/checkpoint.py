@@ -1,0 +1,129 @@
+"""Atomic files: training checkpoints (resume) and the final weights in the official layout.
+
+Everything is written to a temporary file in the destination directory, flushed to disk and renamed over
+the destination, so a killed process leaves either the previous file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping
+
+import torch
+
+from ..attention import LayerMemory
+
+CHECKPOINT = "checkpoint.pt"
+FINAL_WEIGHTS = "final.weights"
+FINAL_SAFETENSORS = "final.safetensors"
+FINAL_MODEL = "final.model"
+METRICS = "metrics.jsonl"
+PLOT = "loss.png"
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file to ``path`` (same directory, fsynced)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def official_state_dict(policy: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """The policy's parameters and buffers as contiguous CPU tensors (keys = official MinecraftAgentPolicy)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
+
+
+def state_to_cpu(state: List[LayerMemory]) -> List[List[torch.Tensor]]:
+    return [[t.detach().to("cpu") for t in mem] for mem in state]
+
+
+def state_from_saved(saved: List[List[torch.Tensor]], device: torch.device) -> List[LayerMemory]:
+    return [LayerMemory(*(t.to(device) for t in mem)) for mem in saved]
+
+
+def save_checkpoint(out: Path, payload: Mapping[str, Any]) -> Path:
+    path = Path(out) / CHECKPOINT
+    atomic_write(path, lambda tmp: torch.save(dict(payload), tmp))
+    return path
+
+
+def load_checkpoint(out: Path) -> Dict[str, Any]:
+    """Read ``OUT/checkpoint.pt`` (tensors and plain data only: ``weights_only=True``)."""
+    from .batches import TrainDataError
+
+    path = Path(out) / CHECKPOINT
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TrainDataError(f"{path}: cannot read the checkpoint ({e!r:.200})") from e
+
+
+def save_final(out: Path, policy: torch.nn.Module, model_file: Path) -> Dict[str, Path]:
+    """``final.weights`` (torch), ``final.safetensors`` and ``final.model`` (a copy of the config), each atomic."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    sd = official_state_dict(policy)
+    paths = {"model": out / FINAL_MODEL, "safetensors": out / FINAL_SAFETENSORS, "weights": out / FINAL_WEIGHTS}
+    atomic_write(paths["model"], lambda tmp: shutil.copyfile(model_file, tmp))
+    atomic_write(paths["safetensors"], lambda tmp: save_file(sd, tmp))
+    atomic_write(paths["weights"], lambda tmp: torch.save(sd, tmp))  # last: its presence means "done"
+    return paths
+
+
+def read_metrics(out: Path) -> List[Dict[str, Any]]:
+    path = Path(out) / METRICS
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill: drop it
+            continue
+    return rows
+
+
+def truncate_metrics(out: Path, last_step: int) -> None:
+    """Keep only the metrics of steps <= ``last_step`` (what a resumed run has not redone)."""
+    rows = [r for r in read_metrics(out) if r.get("step", 0) <= last_step]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write(Path(out) / METRICS, lambda tmp: Path(tmp).write_text(text))
+
+
+def plot_losses(out: Path) -> Path:
+    """``loss.png``: training (and validation) loss per step, from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(out)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
+    val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
+    if train:
+        ax.plot(*zip(*train), label="train")
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("NLL of the recorded action (nats)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(out) / PLOT
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return path

@@ -1,0 +1,28 @@
+"""``python -m vpt_agent.train`` / ``vpt-train``: behavioural cloning of a VPT model on recordings."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import List, Optional
+
+from ..errors import VPTError
+from .config import parse_config
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    cfg = parse_config(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .trainer import train  # torch is imported only after the options parsed
+
+    try:
+        result = train(cfg)
+    except (VPTError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with --resume (the last checkpoint is kept)", file=sys.stderr)
+        return 130
+    loss = "n/a" if result.last_loss is None else f"{result.last_loss:.4f}"
+    val = "" if result.val_loss is None else f", val loss {result.val_loss:.4f}"
+    print(f"trained {result.steps} steps (last loss {loss}{val}); weights: {result.files['weights']}")
+    return 0

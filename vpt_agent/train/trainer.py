@@ -1,0 +1,339 @@
+"""The behavioural-cloning loop: windows of recordings -> VPTPolicy -> NLL -> AdamW, with checkpoints.
+
+Per step: B lanes x T frames go through the policy in one call, with each lane's transformer memory carried
+over from its previous window (detached: truncated BPTT) and reset where a lane starts an episode
+(``first``). The loss is the mean NLL of the recorded joint actions over the real (unpadded) steps.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+import torch
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from ..agent import resolve_device, resolve_dtype
+from ..attention import LayerMemory
+from ..loading import load_model_config, load_state_dict, read_state_dict
+from ..policy import VPTPolicy
+from . import checkpoint as ckpt
+from .batches import Batch, EpisodeSource, RecordingSource, TrainDataError, WindowLoader
+from .config import TrainConfig
+from .loss import action_nll, bc_loss
+
+logger = logging.getLogger(__name__)
+
+
+class TrainConfigError(TrainDataError):
+    """Options that do not make a run (missing/contradicting flags, an occupied output directory)."""
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    last_loss: Optional[float]
+    val_loss: Optional[float]
+    files: Dict[str, Path]
+
+
+# ----------------------------------------------------------------------------- building blocks
+def build_policy(model: str, weights: str, seed: int) -> VPTPolicy:
+    """The network of ``model``; initial weights from ``weights`` or a seeded random init (``"random"``)."""
+    cfg = load_model_config(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy = VPTPolicy(cfg)
+    if weights != "random":
+        load_state_dict(policy, read_state_dict(weights), source=str(weights))
+    return policy
+
+
+def trainable_parameters(policy: VPTPolicy, freeze_trunk: bool) -> List[torch.nn.Parameter]:
+    """All parameters, or only the heads' (``pi_head``, ``value_head``) with the trunk frozen."""
+    for name, p in policy.named_parameters():
+        p.requires_grad_(not (freeze_trunk and name.startswith("net.")))
+    return [p for p in policy.parameters() if p.requires_grad]
+
+
+def enable_grad_checkpointing(policy: VPTPolicy) -> None:
+    """Recompute each CNN stack and each transformer block in backward instead of storing activations.
+
+    Done by wrapping the instances' ``forward`` (the network code is unchanged; results are identical).
+    """
+    modules = list(policy.net.img_process.cnn.stacks) + list(policy.net.recurrent_layer.blocks)
+    for m in modules:
+        if getattr(m, "_vpt_checkpointed", False):
+            continue
+        original = m.forward
+
+        @functools.wraps(original)
+        def forward(*args: Any, _f: Any = original) -> Any:
+            if torch.is_grad_enabled():
+                return _checkpoint(_f, *args, use_reentrant=False)
+            return _f(*args)
+
+        m.forward = forward
+        m._vpt_checkpointed = True
+
+
+def make_optimizer(params: List[torch.nn.Parameter], cfg: TrainConfig
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with a linear warm-up of ``cfg.warmup`` steps, then a constant learning rate."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(0, cfg.warmup)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    return opt, sched
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def batch_tensors(batch: Batch, device: torch.device) -> Dict[str, torch.Tensor]:
+    """numpy batch -> tensors on ``device``; ``first`` becomes (B, T) with only column 0 set."""
+    first = torch.zeros(batch.mask.shape, dtype=torch.bool)
+    first[:, 0] = torch.from_numpy(batch.first)
+    nb = device.type == "cuda"
+    return {
+        "frames": torch.from_numpy(batch.frames).to(device, non_blocking=nb),
+        "buttons": torch.from_numpy(batch.buttons).to(device, non_blocking=nb),
+        "camera": torch.from_numpy(batch.camera).to(device, non_blocking=nb),
+        "mask": torch.from_numpy(batch.mask).to(device, non_blocking=nb),
+        "first": first.to(device),
+    }
+
+
+def detach_state(state: List[LayerMemory]) -> List[LayerMemory]:
+    return [LayerMemory(*(t.detach() for t in mem)) for mem in state]
+
+
+def train_step(policy: VPTPolicy, optimizer: torch.optim.Optimizer, params: List[torch.nn.Parameter],
+               t: Dict[str, torch.Tensor], state: List[LayerMemory], grad_clip: float,
+               autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor, List[LayerMemory]]:
+    """One optimizer step on one batch. Returns (loss, pre-clip gradient norm, detached next state)."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        out = policy(t["frames"], t["first"], state)
+    loss = bc_loss(out.logp, t["buttons"], t["camera"], t["mask"])
+    loss.backward()
+    if grad_clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)  # a list: the clip really sees the params
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+    optimizer.step()
+    return loss.detach(), norm.detach(), detach_state(out.state)
+
+
+@torch.no_grad()
+def evaluate_loss(policy: VPTPolicy, loader: WindowLoader, device: torch.device,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """Mean NLL per real step over one pass of ``loader`` (memory carried across windows, as in training)."""
+    was_training = policy.training
+    policy.eval()
+    state = policy.initial_state(loader.batch, device)
+    total, count = 0.0, 0
+    try:
+        for batch in loader:
+            t = batch_tensors(batch, device)
+            with autocast_for(device, dtype):
+                out = policy(t["frames"], t["first"], state)
+            nll = action_nll(out.logp, t["buttons"], t["camera"])
+            total += float((nll * t["mask"]).sum())
+            count += int(t["mask"].sum())
+            state = out.state
+    finally:
+        policy.train(was_training)
+    return total / max(count, 1)
+
+
+# ----------------------------------------------------------------------------- options and output dir
+def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, Any]]]:
+    """Check the options; with ``--resume`` and a checkpoint in OUT, take the saved options (see RESUMABLE_OVERRIDES).
+
+    Returns ``(config, checkpoint or None)``.
+    """
+    if not cli.out:
+        raise TrainConfigError("--out is required")
+    out = Path(cli.out)
+    saved = None
+    if cli.resume and (out / ckpt.CHECKPOINT).exists():
+        saved = ckpt.load_checkpoint(out)
+        base = TrainConfig.from_dict(saved["config"])
+        defaults = TrainConfig()
+        changes = {}
+        for f in dataclasses.fields(TrainConfig):
+            mine, theirs, default = getattr(cli, f.name), getattr(base, f.name), getattr(defaults, f.name)
+            if mine == default or mine == theirs:
+                continue
+            if f.name not in TrainConfig.RESUMABLE_OVERRIDES:
+                raise TrainConfigError(f"--{f.name.replace('_', '-')} {mine} differs from the run in {out} "
+                                       f"({theirs}); a resumed run keeps its options")
+            changes[f.name] = mine
+        return dataclasses.replace(base, **changes, resume=True), saved
+    if not cli.resume:
+        for name in (ckpt.CHECKPOINT, ckpt.FINAL_WEIGHTS):
+            if (out / name).exists():
+                raise TrainConfigError(f"{out / name} exists: pass --resume to continue that run, or choose another --out")
+    for flag in ("model", "weights"):
+        if not getattr(cli, flag):
+            raise TrainConfigError(f"--{flag} is required")
+    for name, v in (("seq-len", cli.seq_len), ("batch", cli.batch), ("checkpoint-every", cli.checkpoint_every),
+                    ("log-every", cli.log_every)):
+        if v < 1:
+            raise TrainConfigError(f"--{name} must be >= 1, got {v}")
+    if cli.steps is not None and cli.steps < 1 or cli.epochs is not None and cli.epochs < 1:
+        raise TrainConfigError("--steps and --epochs must be >= 1")
+    return cli, None
+
+
+# ----------------------------------------------------------------------------- the run
+class _Meter:
+    """Loss and throughput over the current logging interval."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum, self.frames, self.steps, self.t0 = 0.0, 0, 0, time.perf_counter()
+
+    def add(self, loss: float, frames: int) -> None:
+        self.loss_sum += loss * frames
+        self.frames += frames
+        self.steps += 1
+
+    def row(self) -> Dict[str, Any]:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        return {"loss": self.loss_sum / max(self.frames, 1), "frames_per_s": self.frames / dt}
+
+
+def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
+          val_source: Optional[EpisodeSource] = None) -> TrainResult:
+    """Run (or resume) a training run described by ``cli``; returns where the results are.
+
+    ``source``/``val_source`` replace ``--data``/``--val-data`` (in-memory episodes in tests).
+    """
+    cfg, saved = resolve_config(cli)
+    out = Path(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+
+    policy = build_policy(cfg.model, "random" if saved else cfg.weights, cfg.seed)
+    img_shape = policy.cfg.img_shape
+    if source is None:
+        if not cfg.data:
+            raise TrainConfigError("--data is required")
+        source = RecordingSource(cfg.data, img_shape)
+    if val_source is None and cfg.val_data:
+        val_source = RecordingSource(cfg.val_data, img_shape)
+    for s in (source, val_source):
+        if s is not None and tuple(s.frame_shape) != tuple(img_shape):
+            raise TrainDataError(f"{s.name(0)}: frames are {tuple(s.frame_shape)}, the model wants {tuple(img_shape)}")
+    epochs = cfg.epochs if (cfg.epochs or cfg.steps) else 1
+    skip = cfg.null_actions == "skip"
+    loader = WindowLoader(source, cfg.batch, cfg.seq_len, cfg.seed, epochs, cfg.workers, skip_null=skip)
+    val_loader = (WindowLoader(val_source, cfg.batch, cfg.seq_len, cfg.seed, 1, cfg.workers, skip_null=skip)
+                  if val_source is not None else None)
+
+    out.mkdir(parents=True, exist_ok=True)
+    policy.to(device).train()
+    params = trainable_parameters(policy, cfg.freeze_trunk)
+    if cfg.grad_checkpoint:
+        enable_grad_checkpointing(policy)
+    optimizer, scheduler = make_optimizer(params, cfg)
+    state = policy.initial_state(cfg.batch, device)
+    step = 0
+    meter = _Meter()
+    if saved is not None:
+        policy.load_state_dict(saved["policy"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        loader.load_state_dict(saved["loader"])
+        state = ckpt.state_from_saved(saved["state"], device)
+        step = int(saved["step"])
+        meter.loss_sum, meter.frames, meter.steps = saved["meter"]
+        ckpt.truncate_metrics(out, step)
+        logger.info("resumed %s at step %d", out, step)
+
+    total = cfg.steps or loader.steps_per_epoch_estimate() * epochs
+    bar = _progress(cfg, total, step)
+    val_every = cfg.val_every or cfg.checkpoint_every
+    last_loss = val_loss = None
+    metrics = open(out / ckpt.METRICS, "a")
+
+    def checkpoint() -> None:
+        ckpt.save_checkpoint(out, {
+            "config": cfg.to_dict(), "step": step, "policy": policy.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "loader": loader.state_dict(), "state": ckpt.state_to_cpu(state),
+            "meter": [meter.loss_sum, meter.frames, meter.steps],
+        })
+
+    try:
+        with metrics:
+            for batch in _batches(loader, cfg.steps, step):
+                t = batch_tensors(batch, device)
+                loss, gnorm, state = train_step(policy, optimizer, params, t, state, cfg.grad_clip,
+                                                autocast_for(device, dtype))
+                scheduler.step()
+                step += 1
+                last_loss = float(loss)
+                if not math.isfinite(last_loss):
+                    raise FloatingPointError(f"the loss became {last_loss} at step {step}; lower --lr")
+                meter.add(last_loss, int(batch.mask.sum()))
+                row: Dict[str, Any] = {}
+                if val_loader is not None and step % val_every == 0:
+                    val_loss = evaluate_loss(policy, val_loader, device, dtype)
+                    row["val_loss"] = val_loss
+                if step % cfg.log_every == 0 or row:
+                    row = {"step": step, "epoch": batch.epoch, **meter.row(), **row,
+                           "lr": scheduler.get_last_lr()[0], "grad_norm": float(gnorm)}
+                    metrics.write(json.dumps(row) + "\n")
+                    metrics.flush()
+                    meter.reset()
+                if step % cfg.checkpoint_every == 0:
+                    checkpoint()
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
+            if meter.steps:
+                row = {"step": step, **meter.row(), "lr": scheduler.get_last_lr()[0]}
+                if val_loader is not None:
+                    val_loss = evaluate_loss(policy, val_loader, device, dtype)
+                    row["val_loss"] = val_loss
+                metrics.write(json.dumps(row) + "\n")
+                meter.reset()
+        checkpoint()
+    finally:
+        bar.close()
+    files = ckpt.save_final(out, policy, Path(cfg.model))
+    files["plot"] = ckpt.plot_losses(out)
+    files["metrics"] = out / ckpt.METRICS
+    return TrainResult(out, step, last_loss, val_loss, files)
+
+
+def _batches(loader: WindowLoader, steps: Optional[int], done: int) -> Iterable[Batch]:
+    if steps is not None and done >= steps:
+        return
+    for batch in loader:
+        yield batch
+        done += 1
+        if steps is not None and done >= steps:
+            return
+
+
+def _progress(cfg: TrainConfig, total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=cfg.no_progress, unit="step", desc="train", dynamic_ncols=True)
