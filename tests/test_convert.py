@@ -109,6 +109,48 @@ def test_cli(tmp_path, capsys):
                            "--model", str(SMALL_MODEL)], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     assert out.is_file() and out.with_suffix(".model").is_file()
-    assert main([str(tmp_path / "missing.weights"), str(tmp_path / "x.safetensors")]) == 1
+    assert main([str(tmp_path / "missing.weights"), str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: weights file not found") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["sparse", "meta", "quantized"])
+def test_unusable_tensors_are_one_line_errors(tmp_path, kind):
+    bad = {"sparse": torch.zeros(2, 3).to_sparse(), "meta": torch.empty(2, 3, device="meta"),
+           "quantized": torch.quantize_per_tensor(torch.ones(2, 3), 0.1, 0, torch.qint8)}[kind]
+    path = tmp_path / "odd.weights"
+    torch.save({"ok": torch.zeros(2), "bad.weight": bad}, path)
+    with pytest.raises(ConversionError, match=r"bad\.weight") as info:
+        convert(path, tmp_path / "out.safetensors")
+    assert "\n" not in str(info.value) and kind.split("_")[0] in str(info.value)
+    assert list(tmp_path.iterdir()) == [path]  # nothing written
+
+
+def test_directory_output_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "out.safetensors"
+    out.mkdir()
+    with pytest.raises(ConversionError, match="is a directory"):
+        convert(SMALL_WEIGHTS, out, model_in=SMALL_MODEL)
+    (tmp_path / "o.safetensors").write_bytes(b"")
+    (tmp_path / "o.model").mkdir()  # the config copy's target
+    assert main([str(SMALL_WEIGHTS), str(tmp_path / "o.safetensors"), "--model", str(SMALL_MODEL)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: output") and "is a directory" in err and err.count("\n") == 1
+
+
+def test_unwritable_output_leaves_no_temp_file(tmp_path):
+    parent = tmp_path / "file"
+    parent.write_text("x")  # a file where a directory is needed
+    with pytest.raises(ConversionError, match="cannot write"):
+        convert(SMALL_WEIGHTS, parent / "out.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_idm_config_is_copied(tmp_path):
+    """convert only checks a config's structure, so an IDM .model (not a policy config) is accepted."""
+    import pickle
+
+    idm = tmp_path / "4x_idm.model"
+    idm.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": {"img_shape": [128, 128, 128]}}}}}))
+    out = convert(SMALL_WEIGHTS, tmp_path / "4x_idm.safetensors", model_in=idm)
+    assert out.with_suffix(".model").read_bytes() == idm.read_bytes()

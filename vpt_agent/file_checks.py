@@ -124,9 +124,17 @@ def looks_like_safetensors(head: bytes) -> bool:
 # ----------------------------------------------------------------------------------------------------- .model
 def read_model_bytes(path: PathLike) -> bytes:
     """The bytes of a ``.model`` file after the size/type checks and :func:`check_plain_pickle`."""
-    f, size = open_regular(path, MAX_MODEL_BYTES, ".model file", ModelFileError)
+    f, size = open_regular(path, MAX_WEIGHTS_BYTES, ".model file", ModelFileError)
     with f:
-        data = f.read(MAX_MODEL_BYTES + 1)
+        head = f.read(1024)
+        kind = sniff(head)
+        if kind is not None:  # e.g. a .weights file given as the config: say so rather than "too large"
+            hint = "; pass it as the weights file" if "weights" in kind else ""
+            raise ModelFileError(f"{path} is {kind}, not a .model config (a pickle of plain settings){hint}")
+        if size > MAX_MODEL_BYTES:
+            raise ModelFileError(f"{path} is {size:,} bytes, more than the {MAX_MODEL_BYTES:,}-byte limit for a "
+                                 ".model file (VPT configs are under 1 KB)")
+        data = head + f.read(MAX_MODEL_BYTES + 1 - len(head))
     if len(data) > MAX_MODEL_BYTES:  # the file grew after the check
         raise ModelFileError(f"{path} is more than the {MAX_MODEL_BYTES:,}-byte limit for a .model file")
     check_plain_pickle(data, path)
