@@ -97,12 +97,16 @@ class SelfAttention(nn.Module):
         a = a.transpose(1, 2).reshape(B, t, H)
         return self.proj_layer(a), k, v
 
+    def distance_bias(self, y: torch.Tensor) -> torch.Tensor:
+        """Bias of each query for each distance 0..L-1: (B, nh, t, L), float32."""
+        B, t = y.shape[:2]
+        r = self.r_layer(y).float().view(B, t, self.heads, N_BASIS)
+        return torch.einsum("bthn,nl->bhtl", r, self.b_nd.float())
+
     def _position_bias(self, y: torch.Tensor, t: int) -> torch.Tensor:
         B = y.shape[0]
         L = self.maxlen
-        r = self.r_layer(y).float().view(B, t, self.heads, N_BASIS)
-        per_distance = torch.einsum("bthn,nl->bhtl", r, self.b_nd.float())  # (B, nh, t, L)
-        per_distance = F.pad(per_distance, (0, 1))  # index L -> 0 (out of band)
+        per_distance = F.pad(self.distance_bias(y), (0, 1))  # index L -> 0 (out of band)
         index, _ = _relative_index(t, L, y.device)
         return per_distance.gather(-1, index.expand(B, self.heads, t, L + t))
 
@@ -154,11 +158,15 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, first: torch.Tensor, mem: LayerMemory) -> Tuple[torch.Tensor, LayerMemory]:
         y = self.pre_r_ln(x)
         a, mem = self.r(y, first, mem)
+        return self.after_attention(y, a), mem
+
+    def after_attention(self, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The rest of the block, given the normalised input ``y`` and the attention output ``a``."""
         x = y + a
         if self.mlp0 is not None:
             h = self.mlp1(self.mlp0(x))
             x = x + h if self.residual else h
-        return x, mem
+        return x
 
 
 class TransformerStack(nn.Module):

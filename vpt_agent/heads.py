@@ -80,4 +80,5 @@ class ValueHead(nn.Module):
         self.normalizer = EwmaNormalizer(1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.normalizer.denormalize(self.linear(h).float())
+        # The value head stays float32 when the rest of the policy runs in bf16 (its output is de-normalised).
+        return self.normalizer.denormalize(self.linear(h.to(self.linear.weight.dtype)).float())

@@ -64,14 +64,22 @@ class MinecraftPolicy(nn.Module):
     def forward(self, frames: torch.Tensor, first: torch.Tensor, state: List[LayerMemory]
                 ) -> tuple[torch.Tensor, List[LayerMemory]]:
         B, t = frames.shape[:2]
-        x = frames.reshape(B * t, *frames.shape[2:]).permute(0, 3, 1, 2)  # NHWC -> NCHW
+        x = self.encode(frames.reshape(B * t, *frames.shape[2:])).view(B, t, -1)
+        x, state = self.recurrent_layer(x, first, state)
+        return self.decode(x), state
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 frames -> (N, hidsize) transformer input."""
+        x = frames.permute(0, 3, 1, 2)  # NHWC -> NCHW (a channels-last view, no copy)
         x = x.float() / self.scale  # a true division, as the official code (not a reciprocal multiply)
-        x = self.img_process(x).view(B, t, -1)
+        x = self.img_process(x.to(self.img_process.linear.layer.weight.dtype))  # no-op in fp32; bf16 weights
         if self.pre_lstm_ln is not None:
             x = self.pre_lstm_ln(x)
-        x, state = self.recurrent_layer(x, first, state)
-        x = self.lastlayer(F.relu(x))
-        return self.final_ln(x), state
+        return x
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Transformer output -> the latent the heads read."""
+        return self.final_ln(self.lastlayer(F.relu(x)))
 
 
 class VPTPolicy(nn.Module):

@@ -1,0 +1,164 @@
+"""Inference-only single-frame steps: a ring-buffer memory updated in place, optionally in a CUDA graph.
+
+``VPTPolicy.forward`` (the training/eager path) concatenates each layer's memory with the new keys and slices
+the last ``L`` back out, allocating fresh tensors every step. For acting one frame at a time, :class:`StepEngine`
+keeps the same memory in preallocated buffers instead:
+
+* per layer, keys and values ``(B, L, H)`` are a ring: slot ``pos`` holds the oldest frame, which is exactly the
+  one a clipped-causal query can no longer see. The new frame's key/value overwrites it *before* attending, so the
+  query attends over all ``L`` slots, the distance of slot ``s`` being ``(pos - s) mod L``. This is the eager path's
+  attention with its one always-masked column dropped: the same softmax, summed in another order (fp32 results
+  agree to rounding, ~1e-6).
+* one validity row ``(B, L)`` is shared by all layers (they are identical in the eager path); ``first`` clears it.
+* the write index ``pos`` is a device tensor advanced in place, so a step never reads anything back to the host.
+
+Because every buffer is static, the whole step can be captured once in a CUDA graph and replayed: one launch
+instead of hundreds of small kernels (``cuda_graph=True``, the default on CUDA). Sampling and the host read-back
+stay outside the graph, in the caller.
+
+Only the ``clipped_causal`` attention mask (every released VPT model) is supported; the ``"none"`` mask sees one
+more column than the ring holds, and the agent uses the eager path for it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, NamedTuple, Optional
+
+import torch
+from torch.nn import functional as F
+
+from .policy import VPTPolicy
+
+logger = logging.getLogger(__name__)
+
+
+class StepOutput(NamedTuple):
+    logp: Dict[str, torch.Tensor]  # "camera": (B, 121), "buttons": (B, 8641) tempered log-probs, float32
+    value: torch.Tensor  # (B,) float32
+
+
+def supports(policy: VPTPolicy) -> bool:
+    """Whether :class:`StepEngine` can run this policy (the clipped-causal mask of all released models)."""
+    return policy.cfg.attention_mask_style == "clipped_causal"
+
+
+def cast_for_inference(policy: VPTPolicy, dtype: torch.dtype) -> VPTPolicy:
+    """Convert the weights once to ``dtype`` (in place), keeping the value head in float32.
+
+    Norm layers follow ``dtype`` too (their kernels accumulate in float32); log-softmax runs in float32
+    (``CategoricalHead``), and the tiny value head with its de-normalising statistics stays float32.
+    """
+    policy.net.to(dtype)
+    policy.pi_head.to(dtype)
+    return policy
+
+
+class StepEngine:
+    """One frame per env per call, for a fixed batch of ``B`` envs, with the memory kept in place.
+
+    Call it with ``frames`` (B, h, w, 3) uint8 and ``first`` (B,) bool (on any device); it returns
+    :class:`StepOutput` on the policy's device. With ``cuda_graph=True`` the returned tensors are static
+    buffers overwritten by the next call: read or copy them before calling again.
+    """
+
+    def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False):
+        if not supports(policy):
+            raise NotImplementedError("StepEngine needs attention_mask_style='clipped_causal'")
+        cfg = policy.cfg
+        self.policy = policy
+        self.batch_size = B = batch_size
+        weight = policy.net.img_process.linear.layer.weight
+        self.device, self.dtype = weight.device, weight.dtype
+        L, H = cfg.maxlen, cfg.hidsize
+        n_layers = len(policy.net.recurrent_layer.blocks)
+        dev = self.device
+        self.keys = torch.zeros(n_layers, B, L, H, device=dev, dtype=self.dtype)
+        self.values = torch.zeros(n_layers, B, L, H, device=dev, dtype=self.dtype)
+        self.valid = torch.zeros(B, L, dtype=torch.bool, device=dev)
+        self.pos = torch.zeros(1, dtype=torch.long, device=dev)  # ring slot the next frame overwrites
+        self._slots = torch.arange(L, device=dev)
+        h, w = cfg.img_shape[:2]
+        self.frames = torch.zeros(B, h, w, 3, dtype=torch.uint8, device=dev)  # static inputs (graph mode)
+        self.first = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self._out: Optional[StepOutput] = None
+        self.capture_s = 0.0
+        if cuda_graph:
+            if dev.type != "cuda":
+                raise ValueError("cuda_graph=True needs the policy on a CUDA device")
+            self._capture()
+
+    def reset(self) -> None:
+        """Empty memory for every env (the next step behaves as a fresh episode even without ``first``)."""
+        self.keys.zero_()
+        self.values.zero_()
+        self.valid.zero_()
+        self.pos.zero_()
+
+    def __call__(self, frames: torch.Tensor, first: torch.Tensor) -> StepOutput:
+        if frames.shape[0] != self.batch_size or first.shape != (self.batch_size,):
+            raise ValueError(f"this engine steps {self.batch_size} envs, got frames {tuple(frames.shape)} "
+                             f"and first {tuple(first.shape)}")
+        if self.graph is None:
+            return self._step(frames.to(self.device, non_blocking=True), first.to(self.device, non_blocking=True))
+        self.frames.copy_(frames, non_blocking=True)
+        self.first.copy_(first, non_blocking=True)
+        self.graph.replay()
+        return self._out
+
+    # ------------------------------------------------------------------ the step
+    def _step(self, frames: torch.Tensor, first: torch.Tensor) -> StepOutput:
+        net = self.policy.net
+        L = self.policy.cfg.maxlen
+        x = net.encode(frames)  # (B, hidsize)
+        # Slot `pos` now takes the new frame; every slot is in band, the new one at distance 0.
+        self.valid.logical_and_(~first[:, None])
+        self.valid.index_fill_(1, self.pos, True)
+        distance = torch.remainder(self.pos - self._slots, L)  # (L,)
+        mask = torch.zeros(self.valid.shape, dtype=torch.float32, device=self.device)
+        mask.masked_fill_(~self.valid, float("-inf"))  # (B, L)
+        for i, block in enumerate(net.recurrent_layer.blocks):
+            y = block.pre_r_ln(x)
+            a = self._attend(block.r.orc_block, y, i, distance, mask)
+            x = block.after_attention(y, a)
+        h = net.decode(x)
+        self.pos.add_(1).remainder_(L)
+        return StepOutput(self.policy.pi_head(h), self.policy.value_head(h)[..., 0])
+
+    def _attend(self, attn, y: torch.Tensor, layer: int, distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Write this frame's key/value into the ring, then attend over the ring: (B, H) -> (B, H)."""
+        B, H = y.shape
+        nh = attn.heads
+        q, k, v = attn.q_layer(y), attn.k_layer(y), attn.v_layer(y)
+        keys, values = self.keys[layer], self.values[layer]
+        keys.index_copy_(1, self.pos, k[:, None].to(keys.dtype))
+        values.index_copy_(1, self.pos, v[:, None].to(values.dtype))
+        bias = attn.distance_bias(y[:, None])[:, :, 0].index_select(-1, distance)  # (B, nh, L) float32
+        bias = (bias + mask[:, None]).to(q.dtype)[:, :, None]  # (B, nh, 1, L)
+
+        def heads(x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, nh, T, d_h)
+            return x.view(B, x.shape[1], nh, H // nh).transpose(1, 2)
+
+        a = F.scaled_dot_product_attention(heads(q[:, None]), heads(keys), heads(values), attn_mask=bias,
+                                           scale=nh / H)
+        return attn.proj_layer(a.reshape(B, H))
+
+    # ------------------------------------------------------------------ CUDA graph
+    def _capture(self) -> None:
+        """Warm up on a side stream (kernel selection, workspaces), capture one step, then clear the memory."""
+        start = time.perf_counter()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._step(self.frames, self.first)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._out = self._step(self.frames, self.first)
+        self.graph = graph
+        self.reset()
+        torch.cuda.synchronize(self.device)
+        self.capture_s = time.perf_counter() - start
+        logger.debug("captured a CUDA graph for B=%d in %.2f s", self.batch_size, self.capture_s)
