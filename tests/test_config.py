@@ -1,0 +1,114 @@
+"""PolicyConfig validation: every setting's type and range is checked before anything is allocated (issue 11)."""
+from __future__ import annotations
+
+import pickle
+import time
+
+import pytest
+import torch
+
+from vpt_agent import ModelFileError, PolicyConfig, VPTPolicy, load_model_config
+from vpt_agent.config import (MAX_PARAMETERS, VPT_NET_KWARGS, VPT_SIZES, ConfigError, UnsupportedConfigError,
+                              official_net_kwargs, size_name)
+
+SMALL = dict(VPT_NET_KWARGS, hidsize=64, impala_width=1, attention_heads=4, attention_memory_size=12, timesteps=4,
+             img_shape=[32, 32, 3], n_recurrence_layers=2)
+
+
+@pytest.mark.parametrize("temperature", [0, 0.0, -1.0, float("nan"), float("inf"), -float("inf"), 1e-9, 1e9,
+                                         "2", None, True, [2]])
+def test_temperature_must_be_a_sane_number(temperature):
+    with pytest.raises(ConfigError, match="temperature") as e:
+        PolicyConfig.from_kwargs(SMALL, temperature=temperature)
+    assert "\n" not in str(e.value)
+
+
+def test_temperature_from_a_model_file(tmp_path):
+    path = tmp_path / "t.model"
+    for bad in (0.0, float("nan"), "hot"):
+        path.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": SMALL}, "pi_head_opts": {"temperature": bad}}}}))
+        with pytest.raises(ModelFileError, match="temperature"):
+            load_model_config(path)
+    path.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": SMALL}, "pi_head_opts": {"temperature": 2}}}}))
+    assert load_model_config(path).temperature == 2.0
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("hidsize", 0, r"hidsize must be in \[1"),
+    ("hidsize", -8, r"hidsize must be in \[1"),
+    ("hidsize", 64.0, "hidsize must be an integer"),
+    ("hidsize", True, "hidsize must be an integer"),
+    ("hidsize", "64", "hidsize must be an integer"),
+    ("attention_heads", 0, r"attention_heads must be in \[1"),
+    ("attention_heads", 3, "divisible"),
+    ("n_recurrence_layers", -1, r"n_recurrence_layers must be in \[1"),
+    ("n_recurrence_layers", 0, r"n_recurrence_layers must be in \[1"),
+    ("n_recurrence_layers", 10 ** 6, r"n_recurrence_layers must be in \[1, 64\]"),
+    ("init_norm_kwargs", [1, 2], "init_norm_kwargs must be a dict"),
+    ("init_norm_kwargs", {"group_norm_groups": 0}, r"group_norm_groups must be in \[1"),
+    ("init_norm_kwargs", {"group_norm_groups": 3}, "does not divide"),
+    ("init_norm_kwargs", {"bogus": 1}, "unknown keys"),
+    ("impala_kwargs", "x", "impala_kwargs must be a dict"),
+    ("impala_kwargs", {"post_pool_groups": 5}, "does not divide"),
+    ("img_shape", [0, 0, 3], r"img_shape\[0\] must be in \[1"),
+    ("img_shape", [32, 32], r"img_shape must be \(height, width, 3\)"),
+    ("img_shape", [32, 32, 4], r"img_shape must be \(height, width, 3\)"),
+    ("img_shape", 32, "img_shape must be a list"),
+    ("impala_width", 0, "impala_width must be a positive number"),
+    ("impala_width", float("nan"), "impala_width must be a positive number"),
+    ("impala_width", 0.01, "channel counts"),
+    ("impala_chans", [], "impala_chans must be a list of 1 to"),
+    ("impala_chans", [16, "32"], r"impala_chans\[1\] must be an integer"),
+    ("timesteps", None, "needs 'timesteps'"),
+    ("timesteps", 12, "must be > 0"),
+    ("attention_memory_size", 10 ** 9, r"attention_memory_size must be in \[1"),
+    ("pointwise_ratio", 0, r"pointwise_ratio must be in \[1"),
+    ("use_pointwise_layer", "yes", "use_pointwise_layer must be true or false"),
+    ("attention_mask_style", "causal", "attention_mask_style must be"),
+])
+def test_out_of_range_settings_are_one_line_value_errors(key, value, expected):
+    with pytest.raises(ConfigError, match=expected) as e:
+        PolicyConfig.from_kwargs(dict(SMALL, **{key: value}))
+    assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
+
+
+def test_parameter_limit_is_checked_before_allocation():
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="parameters, more than the limit") as e:
+        PolicyConfig.from_kwargs(dict(VPT_NET_KWARGS, hidsize=16384, attention_heads=16))
+    assert f"{MAX_PARAMETERS:,}" in str(e.value)
+    assert time.perf_counter() - start < 1.0
+    for size in VPT_SIZES:  # the released models are well inside the limit
+        assert PolicyConfig.official(size).num_parameters() < MAX_PARAMETERS / 2
+
+
+def test_unsupported_settings_stay_not_implemented():
+    with pytest.raises(UnsupportedConfigError):
+        PolicyConfig.from_kwargs(dict(SMALL, recurrence_type="lstm"))
+    with pytest.raises(NotImplementedError, match="batch_norm"):
+        PolicyConfig.from_kwargs(dict(SMALL, init_norm_kwargs={"batch_norm": True}))
+
+
+@pytest.mark.parametrize("change", [
+    {},
+    {"init_norm_kwargs": {}},
+    {"init_norm_kwargs": {"layer_norm": True}},
+    {"init_norm_kwargs": {"group_norm_groups": 2}, "first_conv_norm": False},
+    {"impala_kwargs": {}},
+    {"impala_kwargs": {"pool": False, "post_pool_groups": 1}, "img_shape": [8, 8, 3]},
+    {"use_pointwise_layer": False},
+    {"use_pre_lstm_ln": True, "pointwise_ratio": 2},
+    {"impala_width": 2, "impala_chans": [8, 16], "img_shape": [20, 12, 3]},
+    {"attention_mask_style": "none", "attention_memory_size": 5},
+])
+def test_num_parameters_equals_the_built_network(change):
+    cfg = PolicyConfig.from_kwargs(dict(SMALL, **change))
+    with torch.device("meta"):
+        policy = VPTPolicy(cfg)
+    assert cfg.num_parameters() == sum(t.numel() for t in policy.state_dict().values())
+
+
+def test_size_names_come_from_the_size_table():
+    assert {size_name(h) for h, _ in VPT_SIZES.values()} == set(VPT_SIZES)
+    assert size_name(128) == "custom"
+    assert official_net_kwargs("1x")["hidsize"] == VPT_SIZES["1x"][0]
