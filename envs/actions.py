@@ -6,14 +6,13 @@ from typing import Any, Mapping
 import numpy as np
 from gymnasium import spaces
 
-#: Buttons in MineRL 1.0 (sorted, as gym's Dict sorts them); each is Discrete(2).
-BUTTON_KEYS: tuple[str, ...] = (
-    "ESC", "attack", "back", "drop", "forward",
-    "hotbar.1", "hotbar.2", "hotbar.3", "hotbar.4", "hotbar.5", "hotbar.6", "hotbar.7", "hotbar.8", "hotbar.9",
-    "inventory", "jump", "left", "pickItem", "right", "sneak", "sprint", "swapHands", "use",
-)
-#: All 24 action keys: the 23 buttons plus ``camera``.
-ACTION_KEYS: tuple[str, ...] = tuple(sorted(BUTTON_KEYS + ("camera",)))
+# The key list lives in vpt_agent.action_mapping (importing it loads numpy only: vpt_agent's __init__ is lazy).
+from vpt_agent.action_mapping import MINERL_ACTION_KEYS
+
+#: All 24 action keys of MineRL 1.0, sorted as gym's Dict sorts them: the 23 buttons plus ``camera``.
+ACTION_KEYS: tuple[str, ...] = tuple(MINERL_ACTION_KEYS)
+#: The 23 buttons; each is Discrete(2).
+BUTTON_KEYS: tuple[str, ...] = tuple(key for key in ACTION_KEYS if key != "camera")
 CAMERA_LIMIT = 180.0
 
 

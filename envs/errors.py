@@ -17,12 +17,30 @@ MINERL_INSTALL_HINT = (
 )
 
 
-class MineRLNotInstalledError(VPTError, DependencyNotInstalled, ImportError):
-    """``minerl`` could not be imported; the message explains how to install MineRL 1.0."""
+MINERL_GYM_HINT = (
+    "MineRL 1.0 is installed but `import minerl` failed with {cause!r}{gym}. MineRL 1.0 registers its envs "
+    "through old gym's registry (`gym.envs.registry.env_specs`), which gym 0.24 removed, so it needs "
+    "gym<=0.23.1:\n"
+    "    pip install 'gym<=0.23.1'\n"
+    "(vpt_envs itself uses gymnasium; the old `gym` package is only for MineRL.)"
+)
 
-    def __init__(self, cause: Optional[BaseException] = None):
-        detail = f"\n(import error: {cause})" if cause is not None else ""
-        super().__init__(MINERL_INSTALL_HINT + detail)
+
+class MineRLNotInstalledError(VPTError, DependencyNotInstalled, ImportError):
+    """``minerl`` could not be imported; the message explains how to install MineRL 1.0.
+
+    An ``AttributeError`` during ``import minerl`` is what MineRL 1.0 raises under gym >= 0.24: the message then
+    says to install ``gym<=0.23.1`` (``gym_too_new`` is True).
+    """
+
+    def __init__(self, cause: Optional[BaseException] = None, gym_version: Optional[str] = None):
+        self.gym_too_new = isinstance(cause, AttributeError)
+        if self.gym_too_new:
+            gym = f" (installed gym: {gym_version})" if gym_version else ""
+            message = MINERL_GYM_HINT.format(cause=cause, gym=gym)
+        else:
+            message = MINERL_INSTALL_HINT + (f"\n(import error: {cause})" if cause is not None else "")
+        super().__init__(message)
 
 
 class EnvCrashed(VPTError, RuntimeError):
@@ -57,3 +75,12 @@ class EnvValidationError(VPTError, ValueError):
         self.mismatches = list(mismatches)
         lines = "\n".join(f"  - {m}" for m in self.mismatches)
         super().__init__(f"environment does not match VPT's requirements:\n{lines}")
+
+
+class UnknownProtocolError(VPTError, ValueError):
+    """An evaluation protocol name that :data:`vpt_envs.protocols.PROTOCOLS` does not hold."""
+
+    def __init__(self, name: str, known: Sequence[str]):
+        self.name = name
+        self.known = list(known)
+        super().__init__(f"unknown protocol {name!r}; known: {', '.join(self.known)}")

@@ -1,19 +1,31 @@
 """Gymnasium adapter over MineRL 1.0 (old gym API), with VPT's settings and MineRL's quirks absorbed.
 
-``minerl`` is imported only when an env is made; without it, :class:`vpt_envs.MineRLNotInstalledError` explains how
-to install it. What the adapter does on top of MineRL:
+``minerl`` is imported only when an env is made; without it (or with a gym MineRL cannot import under),
+:class:`vpt_envs.MineRLNotInstalledError` explains what to install. What the adapter does on top of MineRL:
 
-* Gymnasium API: ``reset(seed=...) -> (obs, info)`` (the seed becomes ``env.seed(seed)`` before MineRL's
-  ``reset()``, which consumes it), ``step -> (obs, reward, terminated, truncated, info)``, gymnasium spaces.
+* Gymnasium API: ``reset(seed=...) -> (obs, info)`` (the seed becomes ``env.seed(int(seed))`` before MineRL's
+  ``reset()``, which consumes it; MineRL asserts a Python ``int``), ``step -> (obs, reward, terminated, truncated,
+  info)``, gymnasium spaces.
+* Observations are made members of the declared space: MineRL builds them from JSON, so stats Java has not sent
+  yet arrive as float64 zeros where the space says int64, and some location/biome values as float64 where it
+  says float32. Each value is cast to its declared dtype (lossless for those cases), and ``pov`` (a vertically
+  flipped view with negative strides) is copied to a contiguous array, so ``observation_space.contains(obs)``
+  holds and Gymnasium's env checker stays on.
 * Actions: missing keys are filled with no-ops, every one of the 24 keys is sent (BASALT raises ``KeyError``
-  without ``ESC``), buttons are sent as ``int`` (Java parses integers; ``1.0`` kills the connection).
+  without ``ESC``), buttons are sent as ``int`` (Java parses them with ``Integer.parseInt``: ``1.0`` or ``True``
+  kill the connection).
 * Crashes: MineRL reports a dead socket as ``done=True`` with ``info["error"]`` and a *random* observation. The
   adapter closes the env and raises :class:`vpt_envs.EnvCrashed` instead of ending the episode normally; the same
-  for exceptions from ``step``/``reset`` and for a launch that exceeds ``launch_timeout``. ``reset()`` after a
+  for exceptions from ``step``/``reset`` and for a ``reset()`` that exceeds ``launch_timeout``. ``reset()`` after a
   crash relaunches Minecraft.
-* Time limits: ``max_episode_steps`` truncates (HumanSurvival has none of its own). MineRL's own timeouts in
-  ObtainDiamondShovel/BASALT (which say ``done``) are reported as ``truncated``. ObtainDiamondShovel's wrapper
-  never resets its step counter (all episodes on one env share 18000 steps); the adapter resets it each episode.
+* Launch timeouts: MineRL's launch waits on Minecraft's output with no timeout, and the new instance is already in
+  MineRL's ``InstanceManager`` pool, where ``env.close()`` does not see it. When ``reset()`` times out, the adapter
+  closes every pool instance that appeared during that reset (and the env's own), until the abandoned reset thread
+  has ended, so no Minecraft process outlives the crash.
+* Time limits: applied once, by Gymnasium's ``TimeLimit`` (``gymnasium.make(..., max_episode_steps=N)`` or this
+  module's :func:`make`). MineRL's own timeouts in ObtainDiamondShovel/BASALT (which say ``done``) are reported as
+  ``truncated``. ObtainDiamondShovel's wrapper never resets its step counter (all episodes on one env share 18000
+  steps); the adapter resets it each episode.
 * Long runs: ``close()`` always releases Minecraft (errors are logged, never raised), ``recycle_every=N`` starts
   a fresh Minecraft process every N episodes (MineRL leaks memory over hours).
 * Validation like VPT's ``validate_env``: settings and action space are compared with what VPT needs, by value
@@ -23,16 +35,21 @@ from __future__ import annotations
 
 import importlib
 import logging
+import operator
+import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Union
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.wrappers import TimeLimit
 
 from .actions import ACTION_KEYS, BUTTON_KEYS, CAMERA_LIMIT, action_space, fill_action
 from .errors import EnvCrashed, EnvValidationError, MineRLNotInstalledError
-from .rewards import ItemRewardWrapper, TableLike, VPT_DIAMOND_PICKAXE_TABLE
+from .rewards import VPT_RL_REWARDS, ItemReward, ItemRewardWrapper, TableLike
 
 logger = logging.getLogger(__name__)
 
@@ -42,25 +59,61 @@ VPT_ENV_KWARGS: dict[str, Any] = {
     "resolution": [640, 360], "cursor_size_range": [16.0, 16.0],
 }
 
+
+@dataclass(frozen=True)
+class MineRLEnvInfo:
+    """How ``vpt_envs`` builds one MineRL 1.0 id.
+
+    Attributes:
+        spec_module, spec_class: where MineRL defines the EnvSpec class.
+        spec_kwargs: constructor kwargs for the spec (VPT's settings for HumanSurvival; the others fix their own).
+        time_limit: default ``max_episode_steps`` (20 steps = 1 s of game time).
+        item_rewards: default reward table (:class:`vpt_envs.rewards.ItemRewardWrapper`), ``None``: MineRL's reward.
+        time_limit_source: where ``time_limit`` comes from.
+    """
+
+    spec_module: str
+    spec_class: str
+    time_limit: int
+    time_limit_source: str
+    spec_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    item_rewards: Optional[Mapping[str, ItemReward]] = None
+
+
 _SPECS = "minerl.herobraine.env_specs"
-#: MineRL 1.0 ids -> (module, spec class, constructor kwargs).
-MINERL_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "MineRLHumanSurvival-v0": (f"{_SPECS}.human_survival_specs", "HumanSurvival", VPT_ENV_KWARGS),
-    "MineRLObtainDiamondShovel-v0": (f"{_SPECS}.obtain_specs", "ObtainDiamondShovelEnvSpec", {}),
-    "MineRLBasaltFindCave-v0": (f"{_SPECS}.basalt_specs", "FindCaveEnvSpec", {}),
-    "MineRLBasaltMakeWaterfall-v0": (f"{_SPECS}.basalt_specs", "MakeWaterfallEnvSpec", {}),
-    "MineRLBasaltCreateVillageAnimalPen-v0": (f"{_SPECS}.basalt_specs", "PenAnimalsVillageEnvSpec", {}),
-    "MineRLBasaltBuildVillageHouse-v0": (f"{_SPECS}.basalt_specs", "VillageMakeHouseEnvSpec", {}),
+#: Every MineRL 1.0 id ``vpt_envs`` registers (as ``vpt/<id>``): spec, time limit and default reward in one place.
+MINERL_ENVS: dict[str, MineRLEnvInfo] = {
+    "MineRLHumanSurvival-v0": MineRLEnvInfo(
+        f"{_SPECS}.human_survival_specs", "HumanSurvival", 12_000,
+        "VPT's RL fine-tuning episodes (10 min at 20 Hz; protocol vpt-rl); MineRL sets no limit",
+        spec_kwargs=VPT_ENV_KWARGS, item_rewards=VPT_RL_REWARDS),
+    "MineRLObtainDiamondShovel-v0": MineRLEnvInfo(
+        f"{_SPECS}.obtain_specs", "ObtainDiamondShovelEnvSpec", 18_000, "MineRL's own (15 min)"),
+    "MineRLBasaltFindCave-v0": MineRLEnvInfo(
+        f"{_SPECS}.basalt_specs", "FindCaveEnvSpec", 3_600, "MineRL's own (3 min)"),
+    "MineRLBasaltMakeWaterfall-v0": MineRLEnvInfo(
+        f"{_SPECS}.basalt_specs", "MakeWaterfallEnvSpec", 6_000, "MineRL's own (5 min)"),
+    "MineRLBasaltCreateVillageAnimalPen-v0": MineRLEnvInfo(
+        f"{_SPECS}.basalt_specs", "PenAnimalsVillageEnvSpec", 6_000, "MineRL's own (5 min)"),
+    "MineRLBasaltBuildVillageHouse-v0": MineRLEnvInfo(
+        f"{_SPECS}.basalt_specs", "VillageMakeHouseEnvSpec", 14_400, "MineRL's own (12 min)"),
 }
 _DEFAULT: Any = object()
 
 
 def import_minerl():
-    """Import ``minerl`` or raise :class:`MineRLNotInstalledError` with install instructions."""
+    """Import ``minerl`` or raise :class:`MineRLNotInstalledError` saying what to install.
+
+    MineRL 1.0 under gym >= 0.24 fails with ``AttributeError`` (its registration uses an API gym removed), not
+    ``ImportError``; that case gets the "install gym<=0.23.1" message.
+    """
     try:
         return importlib.import_module("minerl")
     except ImportError as error:
         raise MineRLNotInstalledError(error) from None
+    except AttributeError as error:
+        gym_version = getattr(sys.modules.get("gym"), "__version__", None)
+        raise MineRLNotInstalledError(error, gym_version=gym_version) from None
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -136,29 +189,118 @@ def to_gymnasium_space(space: Any) -> spaces.Space:
     raise ValueError(f"cannot convert space {space!r} ({type(space).__name__}) to a gymnasium space")
 
 
-# ------------------------------------------------------------------------------------------------ adapter
-def _call_with_timeout(fn: Callable[[], Any], timeout: Optional[float], what: str) -> Any:
-    """Run ``fn`` in a daemon thread and give up after ``timeout`` seconds (``None``: wait forever)."""
-    if timeout is None:
-        return fn()
-    result: dict[str, Any] = {}
+def conform_observation(obs: Any, space: spaces.Space) -> Any:
+    """Make a MineRL observation a member of its (gymnasium) space: cast each value to the declared dtype.
 
-    def target() -> None:
+    MineRL builds observations from JSON: numbers Java has not sent come back as float64 defaults, others with
+    whatever dtype numpy infers, so ``space.contains(obs)`` fails on real observations. Values are only cast
+    (float64 zeros -> int64, float64 -> float32), never clipped; arrays that are not C-contiguous (``pov`` is a
+    flipped view) are copied, so ``torch.from_numpy`` and OpenCV take them. Keys without a space pass unchanged.
+    """
+    if isinstance(space, spaces.Dict):
+        if not isinstance(obs, Mapping):
+            return obs
+        inner = space.spaces
+        return {key: conform_observation(value, inner[key]) if key in inner else value for key, value in obs.items()}
+    if isinstance(space, spaces.Box):
+        array = np.asarray(obs)
+        if array.dtype != space.dtype:
+            array = array.astype(space.dtype)
+        elif not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)
+        return array
+    if isinstance(space, spaces.Text):
+        return str(obs)
+    if isinstance(space, spaces.Discrete):
+        return np.int64(obs)
+    return obs
+
+
+# ------------------------------------------------------------------------------------------------ launch timeouts
+def minerl_instance_pool() -> list:
+    """MineRL's ``InstanceManager._instance_pool`` (every Minecraft instance it started), or ``[]``."""
+    malmo = sys.modules.get("minerl.env.malmo")
+    pool = getattr(getattr(malmo, "InstanceManager", None), "_instance_pool", None)
+    return pool if isinstance(pool, list) else []
+
+
+class _Background:
+    """Runs ``fn`` in a daemon thread, so the caller can stop waiting for it (and clean up after it)."""
+
+    def __init__(self, fn: Callable[[], Any], name: str):
+        self._result: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
         try:
-            result["value"] = fn()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-            result["error"] = error
+            self._result["value"] = fn()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread by result()
+            self._result["error"] = error
 
-    worker = threading.Thread(target=target, name=f"minerl-{what}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise TimeoutError(f"{what} did not finish within {timeout:g} s")
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    def wait(self, timeout: Optional[float]) -> bool:
+        """Wait up to ``timeout`` seconds; True if ``fn`` has finished."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def result(self) -> Any:
+        if "error" in self._result:
+            raise self._result["error"]
+        return self._result["value"]
 
 
+def _close_instance(instance: Any) -> bool:
+    """Close one MineRL ``MinecraftInstance``; True if that worked.
+
+    ``close()``, not ``kill()``: MineRL's ``kill()`` does nothing while an instance is still launching.
+    """
+    try:
+        instance.close()
+        return True
+    except Exception:  # noqa: BLE001 - e.g. the process does not exist yet; the caller retries
+        logger.warning("closing Minecraft instance %r failed; will retry", instance, exc_info=True)
+        return False
+
+
+def _same(item: Any, items: list) -> bool:
+    return any(item is other for other in items)
+
+
+def release_abandoned_reset(call: _Background, raw: Any, pool_before: list, deadline_s: float,
+                            poll_s: float = 0.2) -> bool:
+    """Release what a timed-out MineRL ``reset()`` started: True if its thread ended by ``deadline_s``.
+
+    Closes the raw env, then, until the reset thread has ended, every instance in MineRL's pool that was not
+    there before the reset (a launch that has not yet created its process is caught on a later round). Closing
+    an instance kills its Minecraft process, which ends the launch's blocking read, so the thread ends with an
+    error instead of later sending a mission.
+    """
+    deadline = time.monotonic() + deadline_s
+    closed: list = []
+    for instance in list(getattr(raw, "instances", None) or []):  # the env's own, if the launch got that far
+        if _close_instance(instance):
+            closed.append(instance)
+    try:
+        raw.close()
+    except Exception:  # noqa: BLE001
+        logger.exception("error while closing the MineRL env of a timed-out reset")
+    while True:
+        for instance in list(minerl_instance_pool()):
+            if not _same(instance, pool_before) and not _same(instance, closed) and _close_instance(instance):
+                closed.append(instance)
+        remaining = deadline - time.monotonic()
+        if call.wait(max(0.0, min(poll_s, remaining))):
+            leftovers = [i for i in minerl_instance_pool() if not _same(i, pool_before) and not _same(i, closed)]
+            for instance in leftovers:  # started just before the thread ended
+                _close_instance(instance)
+            return True
+        if remaining <= 0:
+            logger.error("the timed-out MineRL reset is still running after %g s; closed %d instance(s)",
+                         deadline_s, len(closed))
+            return False
+
+
+# ------------------------------------------------------------------------------------------------ adapter
 def _reset_wrapper_counters(env: Any) -> None:
     """Zero per-episode counters in MineRL's Python wrappers (ObtainDiamondShovelWrapper forgets to)."""
     seen = set()
@@ -170,30 +312,33 @@ def _reset_wrapper_counters(env: Any) -> None:
 
 
 class MineRLEnv(gym.Env):
-    """A MineRL 1.0 env behind the Gymnasium API. Build it with :func:`make`.
+    """A MineRL 1.0 env behind the Gymnasium API. Build it with :func:`make` or ``gymnasium.make("vpt/...")``.
+
+    It has no time limit of its own (``make`` and ``gymnasium.make`` add Gymnasium's ``TimeLimit``).
 
     Args:
         spec_factory: returns a MineRL EnvSpec; ``spec.make()`` is called for each (re)launch.
-        max_episode_steps: truncate after this many steps (``None``: never).
         launch_timeout: seconds ``reset()`` may take (the first one launches Minecraft); ``None``: no limit.
         recycle_every: close and relaunch Minecraft every N episodes (``None``: never).
         validate: check the env against VPT's settings (:func:`validate_env`) when it is built.
         render_mode: ``"rgb_array"`` to get the last ``pov`` from ``render()``.
+        release_timeout: after a timed-out reset, how long to keep closing what it started (seconds).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, spec_factory: Callable[[], Any], max_episode_steps: Optional[int] = None,
-                 launch_timeout: Optional[float] = 600.0, recycle_every: Optional[int] = None,
-                 validate: bool = True, render_mode: Optional[str] = None):
+    def __init__(self, spec_factory: Callable[[], Any], launch_timeout: Optional[float] = 600.0,
+                 recycle_every: Optional[int] = None, validate: bool = True, render_mode: Optional[str] = None,
+                 release_timeout: float = 60.0):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        for name, value in (("max_episode_steps", max_episode_steps), ("recycle_every", recycle_every)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if recycle_every is not None and recycle_every < 1:
+            raise ValueError(f"recycle_every must be >= 1 or None, got {recycle_every}")
+        if launch_timeout is not None and not launch_timeout > 0:
+            raise ValueError(f"launch_timeout must be > 0 seconds or None, got {launch_timeout}")
         self._spec_factory = spec_factory
-        self.max_episode_steps = max_episode_steps
         self.launch_timeout = launch_timeout
+        self.release_timeout = release_timeout
         self.recycle_every = recycle_every
         self.render_mode = render_mode
         self._validate = validate
@@ -207,6 +352,7 @@ class MineRLEnv(gym.Env):
         self._elapsed = 0
         self._needs_reset = True
         self._last_pov: Optional[np.ndarray] = None
+        self.minerl_id: Optional[str] = None  # the MINERL_ENVS id it was made from, set by make()
 
     @property
     def raw_env(self) -> Any:
@@ -233,6 +379,8 @@ class MineRLEnv(gym.Env):
             logger.exception("error while closing MineRL env; dropped it anyway")
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if seed is not None:
+            seed = operator.index(seed)  # numpy integers too; MineRL asserts a Python int
         super().reset(seed=seed)
         if self._raw is not None and self.recycle_every and self.episodes_since_launch >= self.recycle_every:
             logger.info("recycling MineRL env after %d episodes", self.episodes_since_launch)
@@ -244,16 +392,32 @@ class MineRLEnv(gym.Env):
             self.launches += 1
         _reset_wrapper_counters(self._raw)
         if seed is not None:
-            self._raw.seed(int(seed))
+            self._raw.seed(seed)
+        self._needs_reset = True
         try:
-            obs = _call_with_timeout(self._raw.reset, self.launch_timeout, "reset")
+            obs = self._raw_reset()
         except Exception as error:  # noqa: BLE001
             self._release()
-            raise EnvCrashed(f"reset failed: {error!r}") from error
+            raise EnvCrashed(f"reset failed: {error}") from error
         self.episodes_since_launch += 1
         self._elapsed = 0
         self._needs_reset = False
-        return self._remember(obs), {}
+        return self._observe(obs), {}
+
+    def _raw_reset(self) -> Any:
+        """MineRL's ``reset()``, given up after ``launch_timeout`` (then everything it started is closed)."""
+        if self.launch_timeout is None:
+            return self._raw.reset()
+        pool_before = list(minerl_instance_pool())
+        call = _Background(self._raw.reset, "minerl-reset")
+        if call.wait(self.launch_timeout):
+            return call.result()
+        raw, self._raw = self._raw, None
+        logger.error("MineRL reset did not finish within %g s; closing what it started", self.launch_timeout)
+        ended = release_abandoned_reset(call, raw, pool_before, self.release_timeout)
+        detail = "" if ended else f"; its thread was still running after {self.release_timeout:g} s more"
+        raise TimeoutError(f"reset did not finish within {self.launch_timeout:g} s (Minecraft's launch or world "
+                           f"creation hung); the Minecraft instances it started were closed{detail}")
 
     def step(self, action: Mapping[str, Any]):
         if self._needs_reset or self._raw is None:
@@ -262,28 +426,27 @@ class MineRLEnv(gym.Env):
         try:
             obs, reward, done, info = self._raw.step(command)
         except Exception as error:  # noqa: BLE001
-            self._crash(f"step raised {error!r}", {})
+            self._crash(f"step raised {error!r}")
             raise EnvCrashed(f"step raised {error!r}", step=self._elapsed) from error
         info = dict(info or {})
-        if "error" in info:
-            self._crash(str(info["error"]), info)
+        if "error" in info:  # the observation is a random sample: never let it count
+            self._crash(str(info["error"]))
             raise EnvCrashed(str(info["error"]), info=info, step=self._elapsed)
         self._elapsed += 1
-        timed_out = self.task_timeout is not None and self._elapsed >= self.task_timeout
-        terminated = bool(done) and not timed_out
-        truncated = (bool(done) and timed_out) or (
-            self.max_episode_steps is not None and self._elapsed >= self.max_episode_steps and not terminated)
+        timed_out = bool(done) and self.task_timeout is not None and self._elapsed >= self.task_timeout
+        terminated, truncated = bool(done) and not timed_out, timed_out
         self._needs_reset = terminated or truncated
-        return self._remember(obs), float(reward), terminated, truncated, info
+        return self._observe(obs), float(reward), terminated, truncated, info
 
-    def _crash(self, reason: str, info: dict) -> None:
+    def _crash(self, reason: str) -> None:
         logger.error("MineRL env crashed at step %d: %s; releasing Minecraft", self._elapsed, reason)
         self._needs_reset = True
         self._release()
 
-    def _remember(self, obs: Any) -> Any:
+    def _observe(self, obs: Any) -> Any:
+        obs = conform_observation(obs, self.observation_space)
         if isinstance(obs, Mapping) and "pov" in obs:
-            self._last_pov = np.asarray(obs["pov"])
+            self._last_pov = obs["pov"]
         return obs
 
     def render(self) -> Optional[np.ndarray]:
@@ -299,49 +462,69 @@ class MineRLEnv(gym.Env):
 
 
 def _spec_factory(env_id_or_spec: Union[str, Any], spec_kwargs: Optional[Mapping[str, Any]]):
+    """``(MineRL id or None, zero-argument callable returning a fresh EnvSpec)``."""
     if not isinstance(env_id_or_spec, str):
         if not callable(getattr(env_id_or_spec, "make", None)):
             raise ValueError(f"expected a MineRL env id or an EnvSpec with .make(), got {env_id_or_spec!r}")
         if spec_kwargs:
             raise ValueError("spec_kwargs only apply to env ids; configure a spec object when you build it")
-        return env_id_or_spec.name if hasattr(env_id_or_spec, "name") else None, lambda: env_id_or_spec
+        return getattr(env_id_or_spec, "name", None), lambda: env_id_or_spec
     env_id = env_id_or_spec.split("/", 1)[1] if env_id_or_spec.startswith("vpt/") else env_id_or_spec
-    if env_id not in MINERL_SPECS:
-        raise ValueError(f"unknown MineRL env id {env_id_or_spec!r}; known: {sorted(MINERL_SPECS)}")
+    if env_id not in MINERL_ENVS:
+        raise ValueError(f"unknown MineRL env id {env_id_or_spec!r}; known: {sorted(MINERL_ENVS)}")
     import_minerl()
-    module_name, class_name, defaults = MINERL_SPECS[env_id]
-    spec_class = getattr(importlib.import_module(module_name), class_name)
-    kwargs = {**defaults, **(spec_kwargs or {})}
+    entry = MINERL_ENVS[env_id]
+    spec_class = getattr(importlib.import_module(entry.spec_module), entry.spec_class)
+    kwargs = {**entry.spec_kwargs, **(spec_kwargs or {})}
     return env_id, lambda: spec_class(**kwargs)
 
 
 def make(env_id_or_spec: Union[str, Any], *, max_episode_steps: Optional[int] = _DEFAULT,
          item_rewards: Union[TableLike, bool, None] = _DEFAULT, launch_timeout: Optional[float] = 600.0,
          recycle_every: Optional[int] = None, validate: bool = True, render_mode: Optional[str] = None,
-         spec_kwargs: Optional[Mapping[str, Any]] = None) -> gym.Env:
-    """Make a MineRL 1.0 env with the Gymnasium API.
+         spec_kwargs: Optional[Mapping[str, Any]] = None, release_timeout: float = 60.0) -> gym.Env:
+    """Make a MineRL 1.0 env with the Gymnasium API (what ``gymnasium.make("vpt/<id>")`` builds too).
 
     Args:
-        env_id_or_spec: a MineRL id from :data:`MINERL_SPECS` (``"MineRLHumanSurvival-v0"``, optionally with the
-            ``vpt/`` prefix) or a MineRL EnvSpec object (e.g. ``HumanSurvival(**VPT_ENV_KWARGS)``).
-        max_episode_steps: time limit; default :data:`vpt_envs.MINERL_TIME_LIMITS` for known ids, else the spec's.
-        item_rewards: reward table for :class:`vpt_envs.rewards.ItemRewardWrapper`; default: VPT's diamond-pickaxe
-            table for HumanSurvival (which pays nothing otherwise), none for the rest; ``False`` disables.
-        launch_timeout, recycle_every, validate, render_mode: see :class:`MineRLEnv`.
+        env_id_or_spec: a MineRL id from :data:`MINERL_ENVS` (``"MineRLHumanSurvival-v0"``, optionally with the
+            ``vpt/`` prefix) or a MineRL EnvSpec object (e.g. ``HumanSurvival(**VPT_ENV_KWARGS)``; the defaults
+            below then follow its ``name``).
+        max_episode_steps: Gymnasium ``TimeLimit``; default: a spec object's own ``max_episode_steps``, else the
+            id's ``time_limit`` in :data:`MINERL_ENVS`; ``None``: no limit.
+        item_rewards: reward table for :class:`vpt_envs.rewards.ItemRewardWrapper`; default: the id's (VPT's RL
+            reward :data:`vpt_envs.rewards.VPT_RL_REWARDS` for HumanSurvival, which pays nothing otherwise; none
+            for the rest, which keep MineRL's reward); ``True``: VPT_RL_REWARDS; ``False``/``None``: no wrapper.
+        launch_timeout, recycle_every, validate, render_mode, release_timeout: see :class:`MineRLEnv`.
         spec_kwargs: extra constructor kwargs for the spec of an id (override VPT's settings at your risk).
     """
-    from . import MINERL_TIME_LIMITS
-
-    env_id, factory = _spec_factory(env_id_or_spec, spec_kwargs)
+    env = make_without_time_limit(
+        env_id_or_spec, item_rewards=item_rewards, launch_timeout=launch_timeout, recycle_every=recycle_every,
+        validate=validate, render_mode=render_mode, spec_kwargs=spec_kwargs, release_timeout=release_timeout)
     if max_episode_steps is _DEFAULT:
-        max_episode_steps = MINERL_TIME_LIMITS.get(env_id) if env_id in MINERL_TIME_LIMITS else getattr(
-            env_id_or_spec, "max_episode_steps", None)
-    env: gym.Env = MineRLEnv(factory, max_episode_steps=max_episode_steps, launch_timeout=launch_timeout,
-                             recycle_every=recycle_every, validate=validate, render_mode=render_mode)
+        entry = MINERL_ENVS.get(env.unwrapped.minerl_id or "")
+        own = None if isinstance(env_id_or_spec, str) else getattr(env_id_or_spec, "max_episode_steps", None)
+        max_episode_steps = own if own is not None else (entry.time_limit if entry else None)
+    if max_episode_steps is not None:
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        env = TimeLimit(env, max_episode_steps=max_episode_steps)
+    return env
+
+
+def make_without_time_limit(env_id_or_spec: Union[str, Any], *,
+                            item_rewards: Union[TableLike, bool, None] = _DEFAULT,
+                            spec_kwargs: Optional[Mapping[str, Any]] = None, **env_kwargs: Any) -> gym.Env:
+    """:func:`make` minus the ``TimeLimit``: the entry point of the ``vpt/MineRL*`` ids (``gymnasium.make`` adds
+    its own ``TimeLimit``, so the limit is applied once). ``env_kwargs`` go to :class:`MineRLEnv`."""
+    env_id, factory = _spec_factory(env_id_or_spec, spec_kwargs)
+    raw_env = MineRLEnv(factory, **env_kwargs)
+    raw_env.minerl_id = env_id if env_id in MINERL_ENVS else None
+    env: gym.Env = raw_env
     if item_rewards is _DEFAULT:
-        item_rewards = VPT_DIAMOND_PICKAXE_TABLE if env_id == "MineRLHumanSurvival-v0" else None
+        entry = MINERL_ENVS.get(env_id or "")
+        item_rewards = entry.item_rewards if entry else None
     if item_rewards is True:
-        item_rewards = VPT_DIAMOND_PICKAXE_TABLE
+        item_rewards = VPT_RL_REWARDS
     if item_rewards:
         env = ItemRewardWrapper(env, table=item_rewards)  # type: ignore[arg-type]
     return env

@@ -1,19 +1,31 @@
-"""Tests for the MineRL 1.0 adapter (vpt_envs.minerl) against a fake ``minerl`` package (tests/fake_minerl)."""
+"""Tests for the MineRL 1.0 adapter (vpt_envs.minerl) against a fake ``minerl`` package (tests/fake_minerl).
+
+The fake follows MineRL 1.0's own code on the paths the adapter uses (see tests/fake_minerl/README.md); its
+Minecraft is a small child process, so launch timeouts and process clean-up are tested for real.
+"""
 import subprocess
 import sys
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
+from gymnasium.wrappers import TimeLimit
 
 import vpt_envs
 from vpt_envs import EnvCrashed, EnvValidationError, MineRLNotInstalledError
 from vpt_envs import minerl as adapter
-from vpt_envs.actions import ACTION_KEYS
+from vpt_envs.actions import ACTION_KEYS, BUTTON_KEYS
+from vpt_envs.protocols import get_protocol
+from vpt_envs.rewards import VPT_RL_REWARDS, ItemRewardWrapper
 
 FAKE_DIR = Path(__file__).parent / "fake_minerl"
 ROOT = Path(__file__).resolve().parents[1]
+MINERL_IDS = [f"vpt/{minerl_id}" for minerl_id in vpt_envs.MINERL_ENVS]
 
 
 def _drop_minerl_modules():
@@ -23,15 +35,25 @@ def _drop_minerl_modules():
 
 @pytest.fixture
 def fake(monkeypatch):
-    """Put the fake ``minerl`` first on sys.path; yield its control module (knobs FAKE, records EVENTS)."""
+    """Put the fake ``minerl`` first on sys.path, with fast launches/closes; yield its control module.
+
+    Knobs: ``fake.FAKE``; records: ``fake.EVENTS`` (see ``minerl.env.fake_control``).
+    """
     _drop_minerl_modules()
     monkeypatch.syspath_prepend(str(FAKE_DIR))
-    import minerl.env._singleagent as control
+    import minerl.env.fake_control as control
+    from minerl.env.malmo import InstanceManager
 
-    control.FAKE.clear()
-    control.EVENTS.update(launches=0, closes=0, actions=[], seeds=[])
+    control.clear()
+    control.FAKE.update(launch_delay=0.01, close_delay=0.0)
     yield control
-    control.FAKE.clear()
+    for instance in list(InstanceManager._instance_pool):  # whatever a failing test left running
+        instance.close()
+    for process in control.EVENTS["processes"]:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    control.clear()
     _drop_minerl_modules()
 
 
@@ -43,18 +65,63 @@ def spec(name, **kwargs):
     return getattr(mod, name)(**kwargs)
 
 
+def noop_raw():
+    return {key: 0 for key in ACTION_KEYS}
+
+
+def instance_pool():
+    from minerl.env.malmo import InstanceManager
+
+    return InstanceManager._instance_pool
+
+
+def count_wrappers(env, kind):
+    count = 0
+    while True:
+        count += isinstance(env, kind)
+        if not hasattr(env, "env"):
+            return count
+        env = env.env
+
+
+# ------------------------------------------------------------------------------------------------ registration
 def test_import_registers_ids_without_importing_minerl():
     code = ("import sys, gymnasium, vpt_envs; "
-            "assert 'minerl' not in sys.modules and 'numba' not in sys.modules and 'cv2' not in sys.modules; "
+            "assert not {'minerl', 'numba', 'cv2', 'torch'} & set(sys.modules), sys.modules.keys(); "
             "print(' '.join(sorted(k for k in gymnasium.registry if k.startswith('vpt/'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    ids = set(out.stdout.split())
-    assert ids == {"vpt/VoxelTreechop-v0"} | {f"vpt/{i}" for i in vpt_envs.MINERL_TIME_LIMITS}
+    assert set(out.stdout.split()) == {"vpt/VoxelTreechop-v0", *MINERL_IDS}
     assert {"vpt/MineRLHumanSurvival-v0", "vpt/MineRLObtainDiamondShovel-v0", "vpt/MineRLBasaltFindCave-v0",
             "vpt/MineRLBasaltMakeWaterfall-v0", "vpt/MineRLBasaltCreateVillageAnimalPen-v0",
-            "vpt/MineRLBasaltBuildVillageHouse-v0"} <= ids
+            "vpt/MineRLBasaltBuildVillageHouse-v0"} == set(MINERL_IDS)
 
 
+def test_one_table_drives_registration_limits_and_rewards():
+    for env_id in MINERL_IDS:
+        registered = gym.spec(env_id)
+        entry = vpt_envs.MINERL_ENVS[env_id.removeprefix("vpt/")]
+        assert registered.max_episode_steps == entry.time_limit
+        assert registered.disable_env_checker is False  # Gymnasium's passive checker is on
+        assert registered.entry_point == "vpt_envs.minerl:make_without_time_limit"
+    human = vpt_envs.MINERL_ENVS["MineRLHumanSurvival-v0"]
+    assert human.time_limit == 12_000 == get_protocol("vpt-rl").max_episode_steps  # VPT's 10-minute RL episodes
+    assert human.item_rewards is VPT_RL_REWARDS and human.spec_kwargs is adapter.VPT_ENV_KWARGS
+    others = [entry for key, entry in vpt_envs.MINERL_ENVS.items() if key != "MineRLHumanSurvival-v0"]
+    assert all(entry.item_rewards is None for entry in others)  # they keep MineRL's own reward
+
+
+def test_action_key_copies_are_pinned_together():
+    from evalenvs import BUTTONS as EVALENV_BUTTONS
+    from vpt_agent.action_mapping import MINERL_ACTION_KEYS
+
+    assert ACTION_KEYS == MINERL_ACTION_KEYS and len(ACTION_KEYS) == 24
+    assert set(BUTTON_KEYS) | {"camera"} == set(ACTION_KEYS) and len(BUTTON_KEYS) == 23
+    assert set(EVALENV_BUTTONS) == set(BUTTON_KEYS)  # tests/evalenvs.py keeps its own copy
+    fake_keys = (FAKE_DIR / "minerl/herobraine/env_specs/human_controls.py").read_text()
+    assert all(f'"{key}"' in fake_keys for key in BUTTON_KEYS)
+
+
+# ------------------------------------------------------------------------------------------------ installation
 def test_missing_minerl_gives_install_instructions(monkeypatch):
     _drop_minerl_modules()
     monkeypatch.setitem(sys.modules, "minerl", None)  # import minerl -> ImportError
@@ -65,37 +132,150 @@ def test_missing_minerl_gives_install_instructions(monkeypatch):
         message = str(caught.value)
         assert "JDK 8" in message and "git+https://github.com/minerllabs/minerl" in message
         assert caught.value.__cause__ is None and caught.value.__suppress_context__
+        assert not caught.value.gym_too_new
 
 
+def test_minerl_under_new_gym_says_install_old_gym(tmp_path, monkeypatch):
+    """MineRL 1.0 registers with ``gym.envs.registry.env_specs``; gym >= 0.24 has a plain dict there."""
+    (tmp_path / "gym").mkdir()
+    (tmp_path / "gym" / "__init__.py").write_text(
+        "__version__ = '0.26.2'\nclass envs:\n    registry = {}\n")
+    (tmp_path / "minerl").mkdir()
+    (tmp_path / "minerl" / "__init__.py").write_text(
+        "import gym\nif 'MineRLHumanSurvival-v0' not in gym.envs.registry.env_specs:\n    pass\n")
+    _drop_minerl_modules()
+    monkeypatch.delitem(sys.modules, "gym", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(MineRLNotInstalledError) as caught:
+            adapter.make("MineRLHumanSurvival-v0")
+    finally:
+        _drop_minerl_modules()
+        sys.modules.pop("gym", None)
+    message = str(caught.value)
+    assert caught.value.gym_too_new and isinstance(caught.value, ImportError)
+    assert "gym<=0.23.1" in message and "0.26.2" in message and "env_specs" in message
+
+
+# ------------------------------------------------------------------------------------------------ the fake itself
+def test_fake_is_faithful_to_minerl_1_0(fake):
+    raw = spec("HumanSurvival").make()
+    with pytest.raises(AssertionError, match="Seed must be an int"):
+        raw.seed(np.int64(3))
+    raw.seed(3)
+    obs = raw.reset()
+    assert obs["pov"].strides[0] < 0 and not obs["pov"].flags.c_contiguous  # flipped view
+    assert obs["inventory"]["air"] == 0 and obs["inventory"]["oak_log"].dtype == np.int32
+    assert obs["mine_block"]["stone"].dtype == np.float64  # absent stat: MineRL's float default
+    assert obs["location_stats"]["biome_rainfall"].dtype == np.float64  # declared float32
+    assert not adapter.to_gymnasium_space(raw.observation_space).contains(obs)
+    assert raw.action_space.spaces["camera"].dtype == np.float32
+    assert raw.step({"attack": np.int64(1), "camera": np.zeros(2, np.float32)})[3].keys() == {"isGuiOpen",
+                                                                                             "location_stats"}
+    assert raw.step({"attack": 2})[0]["inventory"]["oak_log"] == 1  # Java presses only on 1
+    for bad in (1.0, True):
+        raw.reset()
+        assert raw.step({"attack": bad})[3] == {"error": "Connection timed out!"}  # parseInt throws
+        with pytest.raises(RuntimeError, match="done=True"):
+            raw.step({"attack": 1})
+    raw.close()
+
+    obtain = spec("ObtainDiamondShovelEnvSpec").make()
+    obs = obtain.reset()
+    assert set(obs) == {"pov", "inventory"}
+    assert obtain.step(noop_raw())[3] == {}
+    obtain.close()
+    basalt = spec("FindCaveEnvSpec").make()
+    basalt.reset()
+    with pytest.raises(KeyError):
+        basalt.step({"forward": 1})  # DoneOnESCWrapper reads action["ESC"]
+    basalt.reset()
+    assert basalt.step(noop_raw())[3] == {}
+    basalt.close()
+    assert len(fake.EVENTS["processes"]) == 3 and all(p.poll() is not None for p in fake.EVENTS["processes"])
+
+
+def test_fake_close_takes_its_time_and_kill_is_a_no_op_while_launching(fake):
+    from minerl.env.fake_control import DEFAULTS
+
+    assert DEFAULTS["close_delay"] == 3.0 and DEFAULTS["launch_delay"] >= 1.0  # realistic unless a test says
+    fake.FAKE.update(launch_delay=30.0)
+    raw = spec("HumanSurvival").make()
+    worker = threading.Thread(target=lambda: pytest.raises(EOFError, raw.reset), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not (instance_pool() and instance_pool()[0].minecraft_process) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    instance = instance_pool()[0]  # in the pool while still launching
+    instance.kill()
+    raw.close()
+    assert instance.alive() and instance in instance_pool()  # neither kill() nor env.close() reaches it
+    fake.FAKE["close_delay"] = 0.3
+    started = time.monotonic()
+    instance.close()
+    assert time.monotonic() - started >= 0.1 and not instance.alive() and not instance_pool()
+    worker.join(5)
+    assert not worker.is_alive()
+
+
+# ------------------------------------------------------------------------------------------------ adapter
 def test_gymnasium_api_seed_and_action_filling(fake):
     env = adapter.make("MineRLHumanSurvival-v0")
-    obs, info = env.reset(seed=7)
+    obs, info = env.reset(seed=np.int64(7))  # numpy seeds are turned into the Python int MineRL asserts
     assert obs["pov"].shape == (360, 640, 3) and isinstance(info, dict)
-    assert fake.EVENTS["seeds"] == [7]  # reset(seed) -> env.seed(seed) then reset()
+    assert fake.EVENTS["seeds"] == [7] and type(fake.EVENTS["seeds"][0]) is int
     assert isinstance(env.observation_space, gym.spaces.Dict)
     assert isinstance(env.observation_space["equipped_items"]["mainhand"]["type"], gym.spaces.Text)
     assert env.action_space == vpt_envs.actions.action_space()
-    result = env.step({"attack": np.float32(1.0), "camera": np.array([[1.5, -2.0]])})  # VPT agent shapes
+    result = env.step({"attack": np.float32(1.0), "use": True, "camera": np.array([[1.5, -2.0]])})  # VPT shapes
     assert len(result) == 5
     sent = fake.EVENTS["actions"][-1]
     assert sorted(sent) == sorted(ACTION_KEYS)  # all 24 keys, including ESC
-    assert all(type(sent[k]) is int for k in ACTION_KEYS if k != "camera") and sent["attack"] == 1
+    assert all(type(sent[k]) is int for k in BUTTON_KEYS) and sent["attack"] == 1 and sent["use"] == 1
     assert sent["camera"].dtype == np.float32 and sent["camera"].tolist() == [1.5, -2.0]
+    assert "attack 1\n" in fake.EVENTS["commands"][-1] and "camera 1.5 -2.0" in fake.EVENTS["commands"][-1]
+    assert result[0]["inventory"]["oak_log"] == 1  # the Java side pressed attack
     # the same seed gives the same first frame; no seed -> seed() is not called
     other = adapter.make("MineRLHumanSurvival-v0")
     assert np.array_equal(other.reset(seed=7)[0]["pov"], obs["pov"])
     other.reset()
     assert fake.EVENTS["seeds"] == [7, 7]
+    env.close()
+    other.close()
 
 
-def test_fake_is_faithful_about_float_buttons_and_esc(fake):
-    raw = spec("HumanSurvival").make()
-    raw.reset()
-    assert "error" in raw.step({"attack": 1.0})[3]  # Java cannot parse "1.0": connection dies
-    basalt = spec("FindCaveEnvSpec").make()
-    basalt.reset()
-    with pytest.raises(KeyError):
-        basalt.step({"forward": 1})
+@pytest.mark.parametrize("minerl_id", ["MineRLHumanSurvival-v0", "MineRLObtainDiamondShovel-v0",
+                                       "MineRLBasaltFindCave-v0"])
+def test_observations_are_members_of_the_declared_space(fake, minerl_id):
+    env = adapter.make(minerl_id)
+    obs, _ = env.reset(seed=1)
+    observations = [obs] + [env.step({"attack": 1})[0] for _ in range(3)]
+    for obs in observations:
+        assert env.observation_space.contains(obs)
+        assert obs["pov"].flags.c_contiguous and obs["pov"].dtype == np.uint8
+    if "mine_block" in obs:
+        assert obs["mine_block"]["stone"].dtype == np.int64 and obs["mine_block"]["stone"] == 0
+        assert obs["mine_block"]["dirt"] == 3  # a stat Java sent, kept
+        assert obs["location_stats"]["biome_rainfall"].dtype == np.float32
+        assert obs["location_stats"]["biome_rainfall"] == np.float32(0.4)
+    env.close()
+
+
+def test_gymnasium_env_checker_passes_for_every_minerl_id(fake):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the passive checker warns on anything outside the spaces
+        # ... and recommends [-1, 1] Box actions; the camera's +-180 degrees is MineRL's (and VPT's) space
+        warnings.filterwarnings("ignore", message=".*symmetric and normalized space")
+        for env_id in MINERL_IDS:
+            env = gym.make(env_id)
+            env.reset(seed=0)
+            env.step(env.action_space.sample() | {"ESC": 0})
+            env.step({})
+            env.close()
+        for minerl_id in ("MineRLHumanSurvival-v0", "MineRLObtainDiamondShovel-v0", "MineRLBasaltFindCave-v0"):
+            raw = adapter.make(minerl_id, max_episode_steps=None, item_rewards=False)
+            check_env(raw, skip_render_check=True)
+            raw.close()
 
 
 def test_socket_error_raises_env_crashed_and_releases(fake):
@@ -109,34 +289,68 @@ def test_socket_error_raises_env_crashed_and_releases(fake):
     assert caught.value.reason == "Connection timed out!" and caught.value.step == 2
     assert caught.value.info == {"error": "Connection timed out!"}
     assert fake.EVENTS["closes"] == 1 and env.unwrapped.raw_env is None
+    assert fake.EVENTS["processes"][0].poll() is not None and not instance_pool()
     with pytest.raises(RuntimeError):
         env.step({})
     fake.FAKE["fail_at_step"] = None
     env.reset()  # relaunches Minecraft
     assert fake.EVENTS["launches"] == 2 and env.step({})[2] is False
+    env.close()
 
 
-def test_time_limit_and_item_rewards_for_human_survival(fake):
-    env = adapter.make("MineRLHumanSurvival-v0", max_episode_steps=3)
+def test_crash_never_pays_obtain_reward_of_the_random_frame(fake):
+    fake.FAKE["fail_at_step"] = 1
+    raw = spec("ObtainDiamondShovelEnvSpec").make()
+    raw.reset()
+    assert raw.step(noop_raw())[1] > 0  # MineRL's wrapper pays for the random observation
+    raw.close()
+    env = adapter.make("MineRLObtainDiamondShovel-v0")
+    env.reset()
+    with pytest.raises(EnvCrashed):
+        env.step({})
+    env.close()
+
+
+def test_time_limit_is_applied_once_and_rewards_are_vpts(fake):
+    env = gym.make("vpt/MineRLHumanSurvival-v0", max_episode_steps=3)
+    assert count_wrappers(env, TimeLimit) == 1 and env.spec.max_episode_steps == 3
     env.reset()
     steps = [env.step({"attack": 1}) for _ in range(3)]
-    assert [s[1] for s in steps] == [1.0, 0.0, 0.0]  # first log pays 1 (VPT table), once
+    assert [s[1] for s in steps] == [1 / 8] * 3  # VPT_RL_REWARDS: each log pays 1/8 (up to 8)
     assert [s[3] for s in steps] == [False, False, True] and not any(s[2] for s in steps)
     assert steps[-1][4]["items"]["log"] == 3
+    env.close()
+    assert gym.make("vpt/MineRLHumanSurvival-v0").spec.max_episode_steps == 12_000
+
+    direct = adapter.make("MineRLHumanSurvival-v0")
+    assert count_wrappers(direct, TimeLimit) == 1 and direct._max_episode_steps == 12_000
+    assert isinstance(direct.env, ItemRewardWrapper) and direct.env.table == VPT_RL_REWARDS
+    assert count_wrappers(adapter.make("MineRLHumanSurvival-v0", max_episode_steps=None), TimeLimit) == 0
+    assert not hasattr(direct.unwrapped, "max_episode_steps")  # the adapter itself has no limit
     plain = adapter.make("MineRLHumanSurvival-v0", item_rewards=False)
     plain.reset()
     assert plain.step({"attack": 1})[1] == 0.0  # HumanSurvival itself pays nothing
+    plain.close()
 
 
-def test_registered_ids_use_gymnasium_time_limit(fake):
+def test_protocol_presets_build_the_minerl_env(fake):
+    env = get_protocol("vpt-bc").make()
+    assert env.spec.max_episode_steps == 72_000 and count_wrappers(env, TimeLimit) == 1
+    env.reset()
+    assert env.step({"attack": 1})[1] == pytest.approx(1 / 8)
+    env.close()
+
+
+def test_registered_basalt_ids(fake):
     env = gym.make("vpt/MineRLBasaltFindCave-v0", max_episode_steps=2)
     env.reset(seed=0)
     assert env.step({"forward": 1})[3] is False  # no KeyError: ESC is filled in
     assert env.step({})[3] is True
-    assert gym.make("vpt/MineRLHumanSurvival-v0").spec.max_episode_steps == 18000
     esc = gym.make("vpt/MineRLBasaltFindCave-v0")
     esc.reset()
     assert esc.step({"ESC": 1})[2] is True  # ESC ends BASALT episodes: terminated
+    env.close()
+    esc.close()
 
 
 def test_obtain_diamond_shovel_step_counter_bug_is_not_inherited(fake):
@@ -145,14 +359,15 @@ def test_obtain_diamond_shovel_step_counter_bug_is_not_inherited(fake):
     raw = buggy.make()
     raw.reset()
     for _ in range(3):
-        raw.step({k: 0 for k in ACTION_KEYS})
+        raw.step(noop_raw())
     raw.reset()
-    dones = [raw.step({k: 0 for k in ACTION_KEYS})[2] for _ in range(2)]
+    dones = [raw.step(noop_raw())[2] for _ in range(2)]
     assert dones == [False, True]  # MineRL's bug: the 2nd episode only gets the 2 remaining steps
+    raw.close()
 
     fixed_spec = spec("ObtainDiamondShovelEnvSpec")
     fixed_spec.max_episode_steps = 5
-    env = adapter.make(fixed_spec)
+    env = adapter.make(fixed_spec, max_episode_steps=None)
     env.reset()
     assert env.step({"attack": 1})[1] == 1.0  # MineRL's own reward (first log) passes through
     for _ in range(2):
@@ -160,17 +375,18 @@ def test_obtain_diamond_shovel_step_counter_bug_is_not_inherited(fake):
     env.reset()
     flags = [env.step({})[2:4] for _ in range(5)]
     assert flags == [(False, False)] * 4 + [(False, True)]  # full budget again; timeout -> truncated
+    env.close()
 
 
 def test_validation_compares_values_and_lists_each_mismatch(fake):
     default = spec("HumanSurvival")  # gym.make path: resolution is the tuple (640, 360)
     assert default.resolution == (640, 360)
-    adapter.make(default)  # passes: (640, 360) == [640, 360] by value
+    adapter.make(default).close()  # passes: (640, 360) == [640, 360] by value
     with pytest.raises(EnvValidationError) as caught:
         adapter.make(spec("HumanSurvival", fov_range=[90, 90], resolution=[1280, 720]))
     assert len(caught.value.mismatches) == 2
     assert "fov_range" in str(caught.value) and "resolution" in str(caught.value)
-    assert fake.EVENTS["closes"] == 1  # the rejected env was released
+    assert fake.EVENTS["closes"] == 2  # the rejected env was released
 
     class Broken:
         task = default
@@ -180,14 +396,32 @@ def test_validation_compares_values_and_lists_each_mismatch(fake):
     assert any("missing" in p for p in problems) and any("'forward'" in p for p in problems)
 
 
-def test_launch_timeout_close_and_recycling(fake):
-    fake.FAKE["reset_delay"] = 2.0
-    env = adapter.make("MineRLHumanSurvival-v0", launch_timeout=0.1)
-    with pytest.raises(EnvCrashed, match="did not finish"):
+@pytest.mark.parametrize("spawn_delay", [0.0, 0.4])
+def test_launch_timeout_releases_every_instance_it_started(fake, spawn_delay):
+    """MineRL's launch blocks with no timeout and its instance is only in InstanceManager's pool: the adapter
+    must close it there, also when the timeout hits before the process exists (spawn_delay)."""
+    fake.FAKE.update(launch_delay=60.0, spawn_delay=spawn_delay)
+    env = adapter.make("MineRLHumanSurvival-v0", launch_timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(EnvCrashed, match="did not finish within 0.2 s"):
         env.reset()
-    assert fake.EVENTS["closes"] == 1
-    fake.FAKE["reset_delay"] = 0.0
+    assert time.monotonic() - started < 10
+    processes = fake.EVENTS["processes"]
+    assert len(processes) == 1 and processes[0].poll() is not None  # the fake Minecraft process is gone
+    assert not instance_pool()
+    assert not [t for t in threading.enumerate() if t.name == "minerl-reset"]  # the reset thread ended
+    time.sleep(0.2)
+    assert fake.EVENTS["missions"] == 0  # the abandoned reset never sent a mission
+    assert env.unwrapped.raw_env is None
 
+    fake.FAKE.update(launch_delay=0.01, spawn_delay=0.0)
+    env.reset()  # a fresh launch works afterwards
+    assert fake.EVENTS["launches"] == 2 and fake.EVENTS["missions"] == 1
+    env.close()
+    assert all(p.poll() is not None for p in fake.EVENTS["processes"])
+
+
+def test_close_never_raises_and_recycling(fake):
     fake.FAKE["close_raises"] = True
     env = adapter.make("MineRLHumanSurvival-v0")
     env.reset()
@@ -203,6 +437,8 @@ def test_launch_timeout_close_and_recycling(fake):
         env.step({})
     assert fake.EVENTS["launches"] == 3 and fake.EVENTS["closes"] == 2
     assert env.unwrapped.launches == 3
+    env.close()
+    assert all(p.poll() is not None for p in fake.EVENTS["processes"])
 
 
 def test_bad_arguments(fake):
@@ -212,3 +448,5 @@ def test_bad_arguments(fake):
         adapter.make(object())
     with pytest.raises(ValueError):
         adapter.make("MineRLHumanSurvival-v0", recycle_every=0)
+    with pytest.raises(ValueError):
+        adapter.make("MineRLHumanSurvival-v0", launch_timeout=0)

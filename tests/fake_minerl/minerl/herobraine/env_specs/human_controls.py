@@ -1,12 +1,15 @@
+"""Fake ``HumanControlEnvSpec``: VPT's 24-key action space and MineRL 1.0's settings attributes."""
 from minerl.herobraine.env_spec import EnvSpec
 from minerl.herobraine.hero import spaces
 
 KEYS = ("ESC", "attack", "back", "drop", "forward", "hotbar.1", "hotbar.2", "hotbar.3", "hotbar.4", "hotbar.5",
         "hotbar.6", "hotbar.7", "hotbar.8", "hotbar.9", "inventory", "jump", "left", "pickItem", "right",
         "sneak", "sprint", "swapHands", "use")
-ITEMS = ("air", "birch_log", "cobblestone", "crafting_table", "diamond", "diamond_pickaxe", "diamond_shovel",
-         "dirt", "furnace", "iron_ingot", "iron_ore", "iron_pickaxe", "oak_log", "oak_planks", "spruce_log",
-         "stick", "stone_pickaxe", "wooden_pickaxe")
+WOODS = ("oak", "spruce", "birch", "jungle", "acacia", "dark_oak")
+# A subset of MineRL's 976 item names: VPT's tech tree, the woods, and a few others.
+ITEMS = tuple(sorted({"air", "coal", "cobblestone", "crafting_table", "diamond", "diamond_pickaxe", "diamond_shovel",
+                      "dirt", "furnace", "iron_ingot", "iron_ore", "iron_pickaxe", "stick", "stone_pickaxe",
+                      "torch", "wooden_pickaxe", *(f"{w}_log" for w in WOODS), *(f"{w}_planks" for w in WOODS)}))
 
 
 class HumanControlEnvSpec(EnvSpec):
@@ -22,13 +25,13 @@ class HumanControlEnvSpec(EnvSpec):
     @property
     def action_space(self):
         entries = {key: spaces.Discrete(2) for key in KEYS}
-        entries["camera"] = spaces.Box(-180, 180, (2,), float)
+        entries["camera"] = spaces.Box(-180, 180, (2,), "float32")
         return spaces.Dict(entries)
 
     @property
     def observation_space(self):
         width, height = self.resolution
-        return spaces.Dict({
-            "pov": spaces.Box(0, 255, (height, width, 3), "uint8"),
-            "inventory": spaces.Dict({item: spaces.Box(0, 2304, (), "int32") for item in ITEMS}),
-        })
+        return spaces.Dict({"pov": spaces.Box(0, 255, (height, width, 3), "uint8")})
+
+    def create_monitors(self):
+        return []

@@ -1,5 +1,6 @@
 from minerl.env import _singleagent
-from minerl.herobraine.env_specs.human_survival_specs import HumanSurvival
+from minerl.herobraine.env_specs.human_survival_specs import HumanSurvival, inventory_space
+from minerl.herobraine.hero import spaces
 from minerl.herobraine.wrappers import Wrapper
 
 TIMEOUT = 18000
@@ -55,3 +56,11 @@ class ObtainDiamondShovelEnvSpec(HumanSurvival):
 
     def _entry_point(self, fake):
         return "minerl.herobraine.env_specs.obtain_specs:_obtain_diamond_shovel_gym_entrypoint"
+
+    @property
+    def observation_space(self):  # only pov and inventory (no equipped_items, no stats)
+        width, height = self.resolution
+        return spaces.Dict({"pov": spaces.Box(0, 255, (height, width, 3), "uint8"), "inventory": inventory_space()})
+
+    def create_monitors(self):
+        return []

@@ -1,4 +1,7 @@
-"""Minimal MineRL-like spaces (old gym style: ``sample()``, ``no_op()``, attributes ``n``/``low``/``high``)."""
+"""Minimal MineRL-like spaces (old gym style: ``sample()``, ``no_op()``, attributes ``n``/``low``/``high``).
+
+Box dtypes follow MineRL: ``float`` is float64, ``int`` is int64, no dtype is float32.
+"""
 import numpy as np
 
 
@@ -38,15 +41,18 @@ class Box:
         self.high = np.full(self.shape, high, self.dtype)
 
     def sample(self):
+        if self.dtype.kind == "b":
+            return np.asarray(np.random.randint(0, 2, self.shape), bool)
         if self.dtype.kind in "iu":
-            return np.asarray(np.random.randint(self.low, self.high.astype(np.int64) + 1), self.dtype)
-        return np.random.uniform(self.low, self.high).astype(self.dtype)
+            high = np.minimum(self.high.astype(np.int64), 2**40)
+            return np.asarray(np.random.randint(self.low, high + 1), self.dtype)
+        return np.asarray(np.random.uniform(self.low, self.high), self.dtype)
 
     def no_op(self):
         return np.zeros(self.shape, self.dtype)
 
     def __repr__(self):
-        return f"Box(low={self.low.min()}, high={self.high.max()}, shape={self.shape})"
+        return f"Box(low={self.low.min()}, high={self.high.max()}, shape={self.shape}, dtype={self.dtype})"
 
 
 class Dict:
