@@ -2,12 +2,15 @@
 
 Decoding uses ``cv2.VideoCapture``, so frames come out exactly as the official loader sees them (BGR, the same
 ffmpeg decoder and colour conversion). Encoding uses the ffmpeg binary that ``imageio-ffmpeg`` ships, because
-OpenCV's wheels cannot write H.264 (only MPEG-4 part 2 ``mp4v``, which costs ~3 grey levels on average):
+OpenCV's wheels cannot write H.264 (only MPEG-4 part 2 ``mp4v``: larger files and ~3 grey levels of error).
+Two qualities (sizes and errors measured on 640x360 frames of the embedded env, see docs/readme/data.md):
 
-* ``"lossless"`` (default): H.264 in RGB (``libx264rgb -qp 0``): decoded frames equal the written ones bit for
-  bit (~23 kB per 640x360 frame of the embedded env). Plays in ffmpeg/OpenCV/VLC, not in browsers.
-* ``"standard"``: H.264 yuv420p ``-crf 18``, what players and browsers expect (~5 kB per frame; mean abs
-  error ~2 grey levels, up to ~120 at sharp colour edges because chroma is subsampled).
+* ``"standard"`` (default): H.264 yuv420p ``-crf 18`` (``-preset veryfast``), the kind of video VPT's contractor
+  data is: plays everywhere, ~16 kB per frame, decodes ~3x faster than lossless; after the agent's resize to
+  128x128 the mean abs error is ~2.4 grey levels (p99 ~13; single pixels up to ~120 at sharp colour edges,
+  where chroma is subsampled).
+* ``"lossless"``: H.264 in RGB (``libx264rgb -qp 0``): decoded frames equal the written ones bit for bit,
+  ~80 kB per frame. Plays in ffmpeg/OpenCV/VLC, not in browsers.
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ logger = logging.getLogger(__name__)
 
 #: quality name -> (ffmpeg codec, output pixel format, extra ffmpeg arguments)
 VIDEO_QUALITIES: Dict[str, tuple] = {
-    "lossless": ("libx264rgb", "rgb24", ["-qp", "0", "-preset", "veryfast"]),
     "standard": ("libx264", "yuv420p", ["-crf", "18", "-preset", "veryfast"]),
+    "lossless": ("libx264rgb", "rgb24", ["-qp", "0", "-preset", "veryfast"]),
 }
+DEFAULT_QUALITY = "standard"
 
 
 def open_video(path: Path) -> cv2.VideoCapture:
@@ -88,7 +92,7 @@ class VideoEncoder:
     temporary name and rename it once :meth:`close` returned.
     """
 
-    def __init__(self, path: Path, fps: int = 20, quality: str = "lossless"):
+    def __init__(self, path: Path, fps: int = 20, quality: str = DEFAULT_QUALITY):
         if quality not in VIDEO_QUALITIES:
             raise ValueError(f"video quality must be one of {sorted(VIDEO_QUALITIES)}, got {quality!r}")
         self.path = Path(path)
