@@ -1,0 +1,178 @@
+"""``python -m vpt_agent.label``: schedule, output format (read back by vpt_agent.data), resume, bad input."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from idm_helpers import video_frames, write_tiny_idm, write_video
+from vpt_agent.action_mapping import CAMERA_NULL_BIN
+from vpt_agent.data import find_recordings, load_actions
+from vpt_agent.data.video import read_video_rgb
+from vpt_agent.idm import VPTIDM
+from vpt_agent.idm_actions import env_to_idm
+from vpt_agent.label import (LabelConfig, label_videos, main, owned_ranges, resample_indices, window_starts)
+
+WINDOW, STRIDE = 8, 4  # the tiny IDM's timesteps and the default stride
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_resample_rule():
+    assert resample_indices(5, 20.0).tolist() == [0, 1, 2, 3, 4]
+    assert resample_indices(5, 20.03).tolist() == [0, 1, 2, 3, 4]  # within tolerance: kept as is
+    assert resample_indices(9, 30.0).tolist() == [0, 1, 3, 4, 6, 7]  # frame on screen at k/20 s
+    assert resample_indices(9, 60.0).tolist() == [0, 3, 6]
+    assert resample_indices(3, 10.0).tolist() == [0, 0, 1, 1, 2, 2]
+    assert resample_indices(1000, 29.97).max() < 1000
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 9, 12, 13, 30, 101])
+def test_windows_cover_every_frame_once_with_context(n):
+    starts = window_starts(n, WINDOW, STRIDE)
+    ranges = owned_ranges(starts, WINDOW, n)
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(ranges[:-1], ranges[1:]))
+    for s, (lo, hi) in zip(starts, ranges):
+        assert s <= lo <= hi <= min(s + WINDOW, n)
+        for f in range(lo, hi):
+            if STRIDE // 2 <= f < n - STRIDE // 2 and n >= WINDOW:
+                assert min(f - s, s + WINDOW - 1 - f) >= STRIDE // 2 - 1, (n, f, s)
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def idm_files(tmp_path_factory):
+    return write_tiny_idm(tmp_path_factory.mktemp("idm"))
+
+
+@pytest.fixture
+def videos(tmp_path):
+    d = tmp_path / "videos"
+    d.mkdir()
+    write_video(d / "a_long.mp4", video_frames(21, seed=1), fps=20)  # 21 frames: several windows + a flush one
+    write_video(d / "b_short.mp4", video_frames(6, seed=2), fps=20)  # shorter than a window
+    write_video(d / "c_30fps.avi", video_frames(12, seed=3, size=(47, 63)), fps=30)  # resampled to 8 frames
+    return d
+
+
+def _config(idm_files, videos, out, **kw):
+    model, weights = idm_files
+    options = dict(batch=3, progress=False, device="cpu")
+    options.update(kw)
+    return LabelConfig(videos=[str(videos)], out=str(out), model=str(model), weights=str(weights), **options)
+
+
+def _expected_labels(idm: VPTIDM, frames: np.ndarray):
+    """Labels by the stated rule, computed window by window through VPTIDM.predict_arrays (fresh memory)."""
+    n = len(frames)
+    starts = window_starts(n, WINDOW, STRIDE)
+    buttons, bins = np.zeros((n, 20), np.uint8), np.zeros((n, 2), np.int64)
+    for s, (lo, hi) in zip(starts, owned_ranges(starts, WINDOW, n)):
+        idm.reset()
+        p = idm.predict_arrays(frames[s:s + WINDOW])
+        buttons[lo:hi], bins[lo:hi] = p.buttons[lo - s:hi - s], p.camera_bins[lo - s:hi - s]
+    return buttons, bins
+
+
+def test_labels_read_back_unchanged_by_the_data_loader(idm_files, videos, tmp_path):
+    out = tmp_path / "out"
+    summary = label_videos(_config(idm_files, videos, out))
+    assert summary["labelled"] == 3 and summary["frames"] == 21 + 6 + 8
+    recs = {r.name: r for r in find_recordings(out)}
+    assert sorted(recs) == ["a_long", "b_short", "c_30fps"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{s}" for n in recs for s in ("mp4", "jsonl"))
+    idm = VPTIDM.from_files(*idm_files, device="cpu")
+    pressed_any = 0
+    for name, rec in recs.items():
+        source = read_video_rgb(next(videos.glob(name + ".*")))
+        if name == "c_30fps":
+            source = [source[i] for i in resample_indices(len(source), 30.0)]
+        buttons, bins = _expected_labels(idm, np.stack(source))
+        assert len(read_video_rgb(rec.video)) == len(source)
+        loaded = load_actions(rec)
+        assert loaded.num_lines == len(source)
+        got_b, got_c = env_to_idm(loaded.actions)
+        keep = loaded.frame_index
+        assert (got_b == buttons[keep]).all() and (got_c == bins[keep]).all(), name
+        skipped = np.setdiff1d(np.arange(len(source)), keep)  # null actions: nothing pressed, camera still
+        assert not buttons[skipped].any() and (bins[skipped] == CAMERA_NULL_BIN).all()
+        pressed_any += int(buttons.any(axis=1).sum())
+    assert pressed_any > 5  # the tiny IDM's labels are not all no-ops
+    assert os.path.samefile(recs["a_long"].video, videos / "a_long.mp4") or \
+        (recs["a_long"].video.read_bytes() == (videos / "a_long.mp4").read_bytes())
+
+
+def test_resume_skips_done_videos_and_redoes_unfinished_ones(idm_files, videos, tmp_path):
+    out = tmp_path / "out"
+    label_videos(_config(idm_files, videos, out))
+    before = (out / "a_long.jsonl").read_bytes()
+    (out / "b_short.jsonl").unlink()  # as if killed between the video and the jsonl rename
+    (out / "c_30fps.jsonl.partial").write_text("{half")
+    summary = label_videos(_config(idm_files, videos, out))
+    assert summary["skipped"] == 2 and summary["labelled"] == 1
+    assert (out / "a_long.jsonl").read_bytes() == before
+    assert (out / "b_short.jsonl").is_file() and len(find_recordings(out)) == 3
+
+
+def test_failure_mid_run_leaves_no_half_written_pair(idm_files, videos, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    original = VPTIDM.predict_windows
+
+    def failing(self, windows):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return original(self, windows)
+
+    monkeypatch.setattr(VPTIDM, "predict_windows", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        label_videos(_config(idm_files, videos, out, batch=1))
+    assert not any(p.name.endswith(".jsonl") for p in out.iterdir())
+    assert not any(p.name.endswith(".partial") for p in out.iterdir())
+
+
+# ----------------------------------------------------------------------------- bad input
+def _run_cli(args, capsys):
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, tmp_path, capsys):
+    model, weights = map(str, idm_files)
+    base = ["--model", model, "--weights", weights, "--device", "cpu", "--no-progress"]
+    out = tmp_path / "out"
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(os.urandom(2000))
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
+    cases = [
+        (["--videos", str(videos), "--out", str(a_file)], "not a directory"),
+        (["--videos", str(empty_dir), "--out", str(out)], "no videos"),
+        (["--videos", str(videos), str(garbage), "--out", str(out)], "garbage.mp4"),
+        (["--videos", str(zero), "--out", str(out)], "zero.mp4"),
+        (["--videos", str(tmp_path / "missing.mp4"), "--out", str(out)], "no such file"),
+    ]
+    for args, message in cases:
+        code, err = _run_cli(args + base, capsys)
+        assert code == 2, args
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+    code, err = _run_cli(["--videos", str(videos), "--out", str(out), "--device", "cpu"], capsys)
+    assert code == 2 and "--idm" in err
+
+
+def test_cli_labels_and_reports(idm_files, videos, tmp_path, capsys):
+    model, weights = map(str, idm_files)
+    out = tmp_path / "out"
+    code = main(["--model", model, "--weights", weights, "--videos", str(videos / "b_short.mp4"), "--out",
+                 str(out), "--device", "cpu", "--no-progress"])
+    assert code == 0
+    assert "labelled 1 videos" in capsys.readouterr().out
+    assert [r.name for r in find_recordings(out)] == ["b_short"]

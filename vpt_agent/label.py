@@ -1,0 +1,505 @@
+"""``python -m vpt_agent.label`` (``vpt-label``): label videos with an inverse dynamics model, in VPT's format.
+
+For every video ``NAME.*`` it writes ``OUT/NAME.jsonl`` (one action record per frame, VPT's recorder format via
+:func:`vpt_agent.data.env_action_to_json`) next to ``OUT/NAME.mp4`` (the video itself, hard-linked or copied, or
+re-encoded when it had to be resampled), so ``vpt_agent.data`` / ``python -m vpt_agent.train`` read it like
+contractor data.
+
+* **Frame rate.** VPT data is 20 Hz. Output frame k shows the source frame on screen at time k/20 s
+  (sample and hold: source index ``floor(k * fps / 20)``); a source within 0.05 Hz of 20 is used as is.
+* **Windows.** The IDM was trained on chunks of ``timesteps`` (128) frames with attention over the whole
+  chunk, and its 3D conv zero-pads at chunk ends, so predictions near a chunk edge lack context. Windows of
+  ``timesteps`` frames start every ``--stride`` frames (default half a window), each from a fresh memory; every
+  frame takes its label from the window where it has the most context on its poorer side. With the default
+  stride each frame (except the first/last quarter window of a video) sees >= 31 frames (1.55 s) on both
+  sides, at twice the compute of back-to-back chunks (which is what the official demo does).
+* **Batched**: windows of several videos go through the network together (GPU when present).
+* **Resumable**: a video whose ``NAME.mp4`` and ``NAME.jsonl`` are both in OUT is skipped. Outputs are written
+  under temporary names and renamed (video first, jsonl last), so a killed run leaves no complete-looking pair.
+
+Example::
+
+    python -m vpt_agent.label --idm 4x-idm --videos videos/ --out labelled/
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+import typing
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .data import DataError, RecordingFiles, env_action_to_json, recording_files
+from .data.jsonl import format_jsonl_line
+from .data.video import VideoEncoder
+from .errors import VPTError
+from .frames import preprocess_pov
+
+logger = logging.getLogger(__name__)
+
+PROG = "python -m vpt_agent.label"
+FPS = 20.0  # VPT recordings are 20 Hz
+FPS_TOLERANCE = 0.05
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+PARTIAL = ".partial"
+
+
+class LabelError(VPTError, ValueError):
+    """Bad input to the labeller (no videos, unreadable video, output path that is a file, ...)."""
+
+
+@dataclass
+class LabelConfig:
+    """Options of a labelling run (one field per command-line flag)."""
+
+    videos: List[str] = field(default_factory=list, metadata={
+        "help": "video files and/or directories of videos (" + ", ".join(VIDEO_SUFFIXES) + ")", "nargs": "+"})
+    out: str = field(default="", metadata={"help": "output directory (NAME.mp4 + NAME.jsonl per video)"})
+    idm: Optional[str] = field(default=None, metadata={"help": "model zoo name of the IDM, e.g. 4x-idm"})
+    model: Optional[str] = field(default=None, metadata={"help": "IDM .model file (with --weights)"})
+    weights: Optional[str] = field(default=None, metadata={"help": "IDM .weights/.safetensors file (with --model)"})
+    stride: Optional[int] = field(default=None, metadata={
+        "help": "frames between window starts (default: half the model's window, 64 for 4x)"})
+    batch: int = field(default=4, metadata={"help": "windows per forward pass"})
+    frame_batch: int = field(default=256, metadata={
+        "help": "frames through the CNN at once (bounds memory; does not change results beyond fp32 rounding)"})
+    fps: Optional[float] = field(default=None, metadata={
+        "help": "source frame rate for videos whose container does not state it"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda", "choices": ("auto", "cpu", "cuda")})
+    progress: bool = field(default=True, metadata={"help": "no progress bar", "negate": True})
+
+
+# ----------------------------------------------------------------------------- schedule
+def resample_indices(num_source: int, fps: float) -> np.ndarray:
+    """Source frame index of each 20 Hz output frame (sample and hold); identity when ``fps`` is ~20."""
+    if abs(fps - FPS) <= FPS_TOLERANCE:
+        return np.arange(num_source)
+    count = int(np.ceil(num_source * FPS / fps - 1e-9))
+    idx = np.floor(np.arange(count) * fps / FPS + 1e-9).astype(np.int64)
+    return idx[idx < num_source]
+
+
+def window_starts(num_frames: int, window: int, stride: int) -> List[int]:
+    """Starts of the windows that cover ``num_frames`` frames: every ``stride`` frames while a whole window fits,
+    then one window flush with the end (a video shorter than a window is one short window at 0)."""
+    if num_frames <= window:
+        return [0]
+    starts = list(range(0, num_frames - window + 1, stride))
+    if starts[-1] + window < num_frames:
+        starts.append(num_frames - window)
+    return starts
+
+
+def owned_ranges(starts: Sequence[int], window: int, num_frames: int) -> List[Tuple[int, int]]:
+    """The frames ``[lo, hi)`` each window labels: each frame goes to the window where its context on the
+    poorer side (frames before or after it inside the window) is largest; ties go to the earlier window."""
+    bounds = [0]
+    for a, b in zip(starts[:-1], starts[1:]):
+        # In window a frame f has a + window - 1 - f frames after it; in window b, f - b before it.
+        bounds.append(min(max((a + window - 1 + b) // 2 + 1, b), a + window))
+    bounds.append(num_frames)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclass
+class VideoJob:
+    """One input video and its outputs."""
+
+    source: Path
+    fps: float
+    frames_estimate: int  # 20 Hz frames, from the container's frame count
+    link: bool  # a 20 Hz mp4: hard-linked (or copied) as NAME.mp4; anything else is re-encoded at 20 Hz
+    files: RecordingFiles  # OUT/NAME.mp4, OUT/NAME.jsonl
+
+
+def find_videos(paths: Sequence[str]) -> List[Path]:
+    """Video files named by ``paths`` (directories: their videos, sorted, not recursive)."""
+    if not paths:
+        raise LabelError("--videos: no video files or directories given")
+    found: List[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            videos = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES
+                            and not q.name.startswith("."))
+            if not videos:
+                raise LabelError(f"--videos {p}: directory has no videos ({', '.join(VIDEO_SUFFIXES)})")
+            found += videos
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise LabelError(f"--videos {p}: no such file or directory")
+    return list(dict.fromkeys(found))
+
+
+def probe(path: Path, fps_override: Optional[float]) -> Tuple[float, int]:
+    """(frame rate, container frame count) of a video that OpenCV can decode; LabelError otherwise."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise LabelError(f"{path}: cannot open the video (not a format OpenCV/ffmpeg can decode)")
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            raise LabelError(f"{path}: the video has no frames that can be decoded")
+        fps = fps_override if fps_override is not None else float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not np.isfinite(fps) or fps <= 0:
+            raise LabelError(f"{path}: the container does not state a frame rate; pass --fps")
+        return fps, max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 1))
+    finally:
+        capture.release()
+
+
+def plan(config: LabelConfig, out: Path) -> List[VideoJob]:
+    """Validate every input up front (so a bad one fails before anything is written)."""
+    jobs: List[VideoJob] = []
+    names: Dict[str, Path] = {}
+    for path in find_videos(config.videos):
+        if path.stem in names:
+            raise LabelError(f"{path}: same name as {names[path.stem]}; outputs would collide (rename one)")
+        names[path.stem] = path
+        fps, count = probe(path, config.fps)
+        link = path.suffix.lower() == ".mp4" and abs(fps - FPS) <= FPS_TOLERANCE
+        jobs.append(VideoJob(path, fps, int(round(count * FPS / fps)), link, recording_files(out, path.stem)))
+    return jobs
+
+
+def is_done(job: VideoJob) -> bool:
+    return job.files.video.is_file() and job.files.actions.is_file()
+
+
+def iter_frames(job: VideoJob, size: Tuple[int, int], keep_full: bool) -> Iterator[Tuple[Optional[np.ndarray], np.ndarray]]:
+    """Decode ``job.source`` at 20 Hz: ``(full-resolution RGB frame or None, model-size RGB frame)``."""
+    capture = cv2.VideoCapture(str(job.source))
+    if not capture.isOpened():
+        raise LabelError(f"{job.source}: cannot open the video")
+    try:
+        src, out = -1, 0
+        while True:
+            wanted = out if job.link else int(np.floor(out * job.fps / FPS + 1e-9))
+            while src < wanted:
+                if not capture.grab():
+                    return
+                src += 1
+            ok, bgr = capture.retrieve()
+            if not ok:
+                raise LabelError(f"{job.source}: frame {src} cannot be decoded (corrupt video)")
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield (rgb if keep_full else None), preprocess_pov({"pov": rgb}, size)
+            out += 1
+    finally:
+        capture.release()
+
+
+def _prefetch(it: Iterator[Any], depth: int = 64) -> Iterator[Any]:
+    """Run ``it`` in a background thread (video decoding overlaps the network; OpenCV releases the GIL)."""
+    q: "queue.Queue[Tuple[str, Any]]" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as err:  # handed to the consumer
+            q.put(("error", err))
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------------------- outputs
+class PendingVideo:
+    """A video being labelled: its window predictions so far and its temporary output files."""
+
+    def __init__(self, job: VideoJob, window: int, stride: int):
+        self.job, self.window, self.stride = job, window, stride
+        self.files = job.files
+        self.tmp_video = self.files.video.with_name(self.files.video.name + PARTIAL)
+        self.tmp_actions = self.files.actions.with_name(self.files.actions.name + PARTIAL)
+        self.encoder: Optional[VideoEncoder] = None if job.link else VideoEncoder(self.tmp_video, fps=int(FPS),
+                                                                                   quality="standard")
+        self.predictions: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        self.num_frames: Optional[int] = None  # known once decoding ended
+        self.expected_windows: Optional[int] = None
+        self.covered = 0
+
+    def write_frame(self, frame: Optional[np.ndarray]) -> None:
+        if self.encoder is not None:
+            h, w = frame.shape[:2]
+            self.encoder.write(frame[:h - h % 2, :w - w % 2])  # H.264 needs even sizes: drop an odd last row/column
+
+    @property
+    def complete(self) -> bool:
+        return self.expected_windows is not None and len(self.predictions) == self.expected_windows
+
+    def finish(self) -> None:
+        """Write both files under temporary names, then rename: video first, jsonl last."""
+        from .idm_actions import idm_to_env
+
+        n = self.num_frames
+        starts = sorted(self.predictions)
+        buttons = np.zeros((n, 20), dtype=np.uint8)
+        bins = np.zeros((n, 2), dtype=np.int64)
+        for s, (lo, hi) in zip(starts, owned_ranges(starts, self.window, n)):
+            b, c = self.predictions[s]
+            buttons[lo:hi], bins[lo:hi] = b[lo - s:hi - s], c[lo - s:hi - s]
+        if self.encoder is not None:
+            self.encoder.close()
+        elif not _same_file(self.job.source, self.files.video):
+            _link_or_copy(self.job.source, self.tmp_video)
+        previous = None
+        with open(self.tmp_actions, "w", encoding="utf-8") as f:
+            for tick, action in enumerate(idm_to_env(buttons, bins)):
+                record = env_action_to_json(action, previous)
+                record["tick"] = tick
+                f.write(format_jsonl_line(record))
+                previous = record
+            f.flush()
+            os.fsync(f.fileno())
+        if self.tmp_video.exists():
+            os.replace(self.tmp_video, self.files.video)
+        os.replace(self.tmp_actions, self.files.actions)
+
+    def discard(self) -> None:
+        if self.encoder is not None:
+            self.encoder.abort()
+        for p in (self.tmp_video, self.tmp_actions):
+            p.unlink(missing_ok=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+# ----------------------------------------------------------------------------- the run
+class WindowBatcher:
+    """Collects windows (of equal length) and runs them through the IDM ``batch`` at a time."""
+
+    def __init__(self, idm: Any, batch: int, on_done):
+        self.idm, self.batch, self.on_done = idm, batch, on_done
+        self.pending: Dict[int, List[Tuple[PendingVideo, int, np.ndarray]]] = {}
+
+    def add(self, video: PendingVideo, start: int, frames: np.ndarray) -> None:
+        group = self.pending.setdefault(len(frames), [])
+        group.append((video, start, frames))
+        if len(group) >= self.batch:
+            self._run(len(frames))
+
+    def flush(self) -> None:
+        for length in list(self.pending):
+            self._run(length)
+
+    def _run(self, length: int) -> None:
+        import torch
+
+        group = self.pending.pop(length, [])
+        if not group:
+            return
+        logp = self.idm.predict_windows(torch.from_numpy(np.stack([f for _, _, f in group])))
+        buttons = logp["buttons"].argmax(-1).to(torch.uint8).cpu().numpy()
+        bins = logp["camera"].argmax(-1).cpu().numpy()
+        for i, (video, start, _) in enumerate(group):
+            video.predictions[start] = (buttons[i], bins[i])
+            self.on_done(video, start, length)
+
+
+def label_videos(config: LabelConfig) -> Dict[str, Any]:
+    """Label every video of ``config.videos`` into ``config.out``; returns a summary dict."""
+    from tqdm import tqdm
+
+    out = _check(config)
+    jobs = plan(config, out)
+    todo = [j for j in jobs if not is_done(j)]
+    summary: Dict[str, Any] = {"out": str(out), "videos": len(jobs), "skipped": len(jobs) - len(todo),
+                               "labelled": 0, "frames": 0, "seconds": 0.0}
+    if not todo:
+        return summary
+    idm = _load_idm(config)
+    window = idm.config.timesteps
+    stride = config.stride or max(1, window // 2)
+    if not 1 <= stride <= window:
+        raise LabelError(f"--stride must be between 1 and the window ({window}), got {stride}")
+    out.mkdir(parents=True, exist_ok=True)
+    size = tuple(idm.config.img_shape[:2])
+    bar = tqdm(total=sum(j.frames_estimate for j in todo), unit="frame", desc="label", disable=not config.progress)
+    open_videos: List[PendingVideo] = []
+    started = time.perf_counter()
+
+    def on_done(video: PendingVideo, start: int, length: int) -> None:
+        new = max(0, start + length - video.covered)
+        video.covered += new
+        bar.update(new)
+        if video.complete:
+            video.finish()
+            open_videos.remove(video)
+            summary["labelled"] += 1
+            summary["frames"] += video.num_frames
+
+    batcher = WindowBatcher(idm, config.batch, on_done)
+    try:
+        for job in todo:
+            video = PendingVideo(job, window, stride)
+            open_videos.append(video)
+            _stream_windows(video, batcher, size)
+        batcher.flush()
+    except BaseException:
+        for video in open_videos:
+            video.discard()
+        raise
+    finally:
+        bar.close()
+    summary["seconds"] = time.perf_counter() - started
+    return summary
+
+
+def _stream_windows(video: PendingVideo, batcher: WindowBatcher, size: Tuple[int, int]) -> None:
+    """Decode one video, hand each window to the batcher as soon as its frames are there."""
+    window, stride = video.window, video.stride
+    buffer: "deque[np.ndarray]" = deque(maxlen=window)
+    count, next_start, emitted = 0, 0, []
+    for full, small in _prefetch(iter_frames(video.job, size, keep_full=video.encoder is not None)):
+        video.write_frame(full)
+        buffer.append(small)
+        count += 1
+        if count == next_start + window:
+            emitted.append(next_start)
+            next_start += stride
+            batcher.add(video, emitted[-1], np.stack(buffer))
+    if count == 0:
+        raise LabelError(f"{video.job.source}: the video has no frames that can be decoded")
+    video.num_frames = count
+    starts = window_starts(count, window, stride)
+    video.expected_windows = len(starts)
+    assert starts[:len(emitted)] == emitted
+    for s in starts[len(emitted):]:  # the short or end-flush window: the last frames are in the buffer
+        frames = list(buffer)[len(buffer) - (count - s):]
+        batcher.add(video, s, np.stack(frames))
+    if video.complete:  # every window was already run
+        batcher.on_done(video, starts[-1], 0)
+
+
+def _check(config: LabelConfig) -> Path:
+    if not config.out:
+        raise LabelError("--out: an output directory is required")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise LabelError(f"--out {out}: exists and is not a directory")
+    if config.batch < 1 or config.frame_batch < 1:
+        raise LabelError("--batch and --frame-batch must be >= 1")
+    if config.fps is not None and config.fps <= 0:
+        raise LabelError(f"--fps must be > 0, got {config.fps}")
+    if config.idm and (config.model or config.weights):
+        raise LabelError("pass either --idm NAME or --model M --weights W, not both")
+    if not config.idm and not (config.model and config.weights):
+        raise LabelError("pass --idm NAME (e.g. 4x-idm) or both --model M and --weights W")
+    return out
+
+
+def _load_idm(config: LabelConfig):
+    from .idm import VPTIDM
+
+    kwargs = dict(device=config.device, frame_batch=config.frame_batch)
+    if config.idm:
+        return VPTIDM.from_pretrained(config.idm, **kwargs)
+    return VPTIDM.from_files(config.model, config.weights, **kwargs)
+
+
+# ----------------------------------------------------------------------------- command line
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One option per :class:`LabelConfig` field (``--frame-batch`` for ``frame_batch``; ``--no-progress``)."""
+    parser = _Parser(prog=PROG, description="Label videos with an inverse dynamics model: writes VPT "
+                                            "recordings (NAME.mp4 + NAME.jsonl) for behavioural cloning.")
+    hints = typing.get_type_hints(LabelConfig)
+    for f in dataclasses.fields(LabelConfig):
+        meta, option = f.metadata, "--" + f.name.replace("_", "-")
+        if hints[f.name] is bool:
+            parser.add_argument(f"--no-{option[2:]}" if meta.get("negate") else option, dest=f.name,
+                                action="store_false" if meta.get("negate") else "store_true",
+                                default=f.default, help=meta["help"])
+            continue
+        kind = typing.get_args(hints[f.name])[0] if typing.get_args(hints[f.name]) else hints[f.name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = "" if default in (None, "", []) else f" (default {default})"
+        parser.add_argument(option, dest=f.name, type=kind, default=default, nargs=meta.get("nargs"),
+                            choices=meta.get("choices"), help=meta["help"] + shown)
+    return parser
+
+
+def config_from_args(argv: Optional[Sequence[str]] = None) -> LabelConfig:
+    return LabelConfig(**vars(build_parser().parse_args(argv)))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    from .loading import ModelFileError, WeightsFileError, WeightsMismatchError
+
+    config = config_from_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = label_videos(config)
+    except (LabelError, DataError, ModelFileError, WeightsFileError, WeightsMismatchError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except VPTError as err:  # e.g. the zoo could not fetch the model
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished videos are in the output; run the same command again to continue",
+              file=sys.stderr)
+        return 130
+    rate = summary["frames"] / summary["seconds"] if summary["seconds"] else 0.0
+    print(f"{summary['out']}: labelled {summary['labelled']} videos ({summary['skipped']} already done), "
+          f"{summary['frames']} frames in {summary['seconds']:.1f} s ({rate:.1f} frames/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
