@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from vpt_agent import ModelFileError, PolicyConfig, VPTPolicy, load_model_config
-from vpt_agent.config import (MAX_PARAMETERS, VPT_NET_KWARGS, VPT_SIZES, ConfigError, UnsupportedConfigError,
-                              official_net_kwargs, size_name)
+from vpt_agent.config import (
+    MAX_PARAMETERS,
+    VPT_NET_KWARGS,
+    VPT_SIZES,
+    ConfigError,
+    UnsupportedConfigError,
+    official_net_kwargs,
+    size_name,
+)
 
 SMALL = dict(VPT_NET_KWARGS, hidsize=64, impala_width=1, attention_heads=4, attention_memory_size=12, timesteps=4,
              img_shape=[32, 32, 3], n_recurrence_layers=2)
@@ -26,7 +33,8 @@ def test_temperature_must_be_a_sane_number(temperature):
 def test_temperature_from_a_model_file(tmp_path):
     path = tmp_path / "t.model"
     for bad in (0.0, float("nan"), "hot"):
-        path.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": SMALL}, "pi_head_opts": {"temperature": bad}}}}))
+        args = {"net": {"args": SMALL}, "pi_head_opts": {"temperature": bad}}
+        path.write_bytes(pickle.dumps({"model": {"args": args}}))
         with pytest.raises(ModelFileError, match="temperature"):
             load_model_config(path)
     path.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": SMALL}, "pi_head_opts": {"temperature": 2}}}}))

@@ -5,8 +5,8 @@ from collections import OrderedDict
 
 import pytest
 import torch
-
 from conftest import SMALL_MODEL, SMALL_WEIGHTS
+
 from vpt_agent import ModelFileError, VPTAgent, WeightsFileError, WeightsMismatchError, load_model_config
 from vpt_agent.loading import read_state_dict
 

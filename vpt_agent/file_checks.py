@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import pickletools
 import stat
 import struct
@@ -176,6 +177,54 @@ def check_plain_pickle(data: bytes, path: PathLike) -> None:
     if stream.tell() != len(data):
         raise ModelFileError(f"{path} is not a valid .model file: {len(data) - stream.tell():,} unexpected bytes "
                              f"after the end of the pickle (byte {stream.tell():,})")
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Only plain containers and scalars. Any other global (functions, classes) is refused."""
+
+    _ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("builtins", "dict"), ("builtins", "list"),
+                ("builtins", "tuple"), ("collections", "OrderedDict")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it references {module}.{name}"[:200])
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it uses a persistent id (an external object reference)")
+
+
+def read_model_dict(path: PathLike) -> Dict[str, Any]:
+    """Parse a ``.model`` file into a dict without executing code; raise :class:`ModelFileError`.
+
+    Size and type checks and the opcode walk (:func:`read_model_bytes`) come first; then a restricted unpickler
+    that admits only dict, list, tuple, set, str, numbers, bools and None.
+    """
+    data = read_model_bytes(path)
+    try:
+        obj = _PlainDataUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as e:
+        raise ModelFileError(f"refusing to load {path}: {e}, which could run code when unpickled; a VPT .model "
+                             "file holds only a dict of plain settings") from None
+    except Exception as e:  # well-formed opcodes that build nonsense, e.g. dict() of a string
+        raise ModelFileError(f"{path} is not a valid .model file (malformed pickle: {e!r:.200})") from None
+    if not isinstance(obj, dict):
+        raise ModelFileError(f"{path} is not a VPT .model file: expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+def read_net_args(path: PathLike) -> Dict[str, Any]:
+    """The ``model.args.net.args`` dict of a ``.model`` file (policy or IDM), parsed safely, not validated."""
+    model = read_model_dict(path)
+    try:
+        net = model["model"]["args"]["net"]["args"]
+    except (KeyError, TypeError, IndexError):
+        keys = ", ".join(repr(k)[:40] for k in list(model)[:8])
+        raise ModelFileError(f"{path} is not a VPT .model config: expected model['model']['args']['net']['args'] "
+                             f"(top-level keys: {keys})") from None
+    if not isinstance(net, dict):
+        raise ModelFileError(f"{path} is not a VPT .model config: net.args is a {type(net).__name__}, not a dict")
+    return net
 
 
 # ----------------------------------------------------------------------------------------------------- weights

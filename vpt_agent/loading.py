@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import pickle
@@ -29,7 +28,7 @@ from torch import nn
 
 from .config import PolicyConfig, size_name
 from .errors import VPTError
-from .file_checks import ModelFileError, WeightsFileError, check_weights_file, read_model_bytes
+from .file_checks import ModelFileError, WeightsFileError, check_weights_file, read_model_dict, read_net_args
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
@@ -43,51 +42,18 @@ class WeightsMismatchError(VPTError, ValueError):
 
 
 # ----------------------------------------------------------------------------- .model
-class _PlainDataUnpickler(pickle.Unpickler):
-    """Only plain containers and scalars. Any other global (functions, classes) is refused."""
-
-    _ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("builtins", "dict"), ("builtins", "list"),
-                ("builtins", "tuple"), ("collections", "OrderedDict")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it references {module}.{name}"[:200])
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("it uses a persistent id (an external object reference)")
-
-
 def load_model_dict(path: PathLike) -> Dict[str, Any]:
     """Parse a ``.model`` pickle without executing code. Raises :class:`ModelFileError`.
 
-    The file must be a regular file of at most ``file_checks.MAX_MODEL_BYTES``; its opcodes are checked before
-    unpickling (see :func:`vpt_agent.file_checks.check_plain_pickle`).
+    The file must be a regular file of at most ``file_checks.MAX_MODEL_BYTES``; its opcodes are checked before a
+    restricted unpickler builds plain data from it (see :func:`vpt_agent.file_checks.read_model_dict`).
     """
-    data = read_model_bytes(path)
-    try:
-        obj = _PlainDataUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as e:
-        raise ModelFileError(f"refusing to load {path}: {e}, which could run code when unpickled; a VPT .model "
-                             "file holds only a dict of plain settings") from None
-    except Exception as e:  # well-formed opcodes that build nonsense, e.g. dict() of a string
-        raise ModelFileError(f"{path} is not a valid .model file (malformed pickle: {e!r:.200})") from None
-    if not isinstance(obj, dict):
-        raise ModelFileError(f"{path} is not a VPT .model file: expected a dict, found {type(obj).__name__}")
-    return obj
+    return read_model_dict(path)
 
 
 def load_net_args(path: PathLike) -> Dict[str, Any]:
     """The ``net.args`` dict of a ``.model`` file (policy or IDM), parsed safely but not validated as a config."""
-    model = load_model_dict(path)
-    try:
-        net = model["model"]["args"]["net"]["args"]
-    except (KeyError, TypeError, IndexError):
-        raise ModelFileError(f"{path} is not a VPT .model config: expected model['model']['args']['net']['args'] "
-                             f"(top-level keys: {_preview([repr(k) for k in model])})") from None
-    if not isinstance(net, dict):
-        raise ModelFileError(f"{path} is not a VPT .model config: net.args is a {type(net).__name__}, not a dict")
-    return net
+    return read_net_args(path)
 
 
 def load_model_config(path: PathLike) -> PolicyConfig:
@@ -251,11 +217,11 @@ def _check_values(loaded: Mapping[str, torch.Tensor], targets: Mapping[str, torc
         want = targets[k].dtype
         if want.is_floating_point:
             if not t.is_floating_point():
-                wrong_dtype.append(f"{k} ({str(t.dtype).replace('torch.', '')})")
+                wrong_dtype.append(f"{k} ({_dtype(t.dtype)})")
             elif not bool(torch.isfinite(t).all()):
                 not_finite.append(k)
         elif t.dtype != want:
-            wrong_dtype.append(f"{k} ({str(t.dtype).replace('torch.', '')}, expected {str(want).replace('torch.', '')})")
+            wrong_dtype.append(f"{k} ({_dtype(t.dtype)}, expected {_dtype(want)})")
     if wrong_dtype:
         raise WeightsFileError(f"{source}: {len(wrong_dtype)} tensor(s) are not floating point, so they cannot be "
                                f"network weights (integer, bool and complex tensors are refused, not cast): "
@@ -263,6 +229,10 @@ def _check_values(loaded: Mapping[str, torch.Tensor], targets: Mapping[str, torc
     if not_finite:
         raise WeightsFileError(f"{source}: {len(not_finite)} tensor(s) hold NaN or Inf values (a diverged or "
                                f"corrupt checkpoint): {_preview(not_finite, 5)}")
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 #: Why a file's keys may carry an extra prefix (shown with the "strip it" hint).
