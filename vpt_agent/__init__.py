@@ -16,7 +16,7 @@ _EXPORTS = {
     "VPTPolicy": "policy", "PolicyConfig": "config",
     "LoadReport": "loading", "load_model_config": "loading", "read_state_dict": "loading",
     "ModelFileError": "loading", "WeightsFileError": "loading", "WeightsMismatchError": "loading",
-    "VPTError": "errors",
+    "VPTError": "errors", "VPTIDM": "idm",
 }
 __all__ = sorted(_EXPORTS)
 
