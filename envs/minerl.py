@@ -6,11 +6,12 @@
 * Gymnasium API: ``reset(seed=...) -> (obs, info)`` (the seed becomes ``env.seed(int(seed))`` before MineRL's
   ``reset()``, which consumes it; MineRL asserts a Python ``int``), ``step -> (obs, reward, terminated, truncated,
   info)``, gymnasium spaces.
-* Observations are made members of the declared space: MineRL builds them from JSON, so stats Java has not sent
-  yet arrive as float64 zeros where the space says int64, and some location/biome values as float64 where it
-  says float32. Each value is cast to its declared dtype (lossless for those cases), and ``pov`` (a vertically
-  flipped view with negative strides) is copied to a contiguous array, so ``observation_space.contains(obs)``
-  holds and Gymnasium's env checker stays on.
+* Observations are members of the observation space: MineRL builds them from JSON, so stats Java has not sent
+  yet arrive as float64 zeros where MineRL's space says int64, and some location/biome values as float64 where it
+  says float32. The stats groups are declared float64 here (a float64 Box holds both kinds, at no cost per
+  step), every other value is cast to its declared dtype, and ``pov`` (a vertically flipped view with negative
+  strides) is copied to a contiguous array; so ``observation_space.contains(obs)`` holds and Gymnasium's env
+  checker stays on.
 * Actions: missing keys are filled with no-ops, every one of the 24 keys is sent (BASALT raises ``KeyError``
   without ``ESC``), buttons are sent as ``int`` (Java parses them with ``Integer.parseInt``: ``1.0`` or ``True``
   kill the connection).
@@ -169,11 +170,14 @@ def validate_env(env: Any, required: Mapping[str, Any] = VPT_ENV_KWARGS) -> None
 
 
 # ------------------------------------------------------------------------------------------------ spaces
-def to_gymnasium_space(space: Any) -> spaces.Space:
-    """Convert a MineRL/old-gym space (Dict, Box, Discrete, Enum) to its gymnasium counterpart."""
+def to_gymnasium_space(space: Any, box_dtype: Optional[np.dtype] = None) -> spaces.Space:
+    """Convert a MineRL/old-gym space (Dict, Box, Discrete, Enum) to its gymnasium counterpart.
+
+    ``box_dtype`` replaces the dtype of every Box (bounds are converted to it).
+    """
     inner = getattr(space, "spaces", None)
     if isinstance(inner, Mapping):
-        return spaces.Dict({key: to_gymnasium_space(sub) for key, sub in inner.items()})
+        return spaces.Dict({key: to_gymnasium_space(sub, box_dtype) for key, sub in inner.items()})
     values = getattr(space, "values", None)
     if values is not None and not callable(values):  # MineRL Enum: observations are item-name strings
         names = [str(v) for v in values]
@@ -182,26 +186,49 @@ def to_gymnasium_space(space: Any) -> spaces.Space:
     if hasattr(space, "n"):
         return spaces.Discrete(int(space.n))
     if hasattr(space, "low") and hasattr(space, "high"):
-        dtype = np.dtype(getattr(space, "dtype", np.float32))
+        dtype = np.dtype(box_dtype if box_dtype is not None else getattr(space, "dtype", np.float32))
         shape = tuple(getattr(space, "shape", np.shape(space.low)))
         return spaces.Box(np.broadcast_to(np.asarray(space.low, dtype), shape),
                           np.broadcast_to(np.asarray(space.high, dtype), shape), shape=shape, dtype=dtype)
     raise ValueError(f"cannot convert space {space!r} ({type(space).__name__}) to a gymnasium space")
 
 
-def conform_observation(obs: Any, space: spaces.Space) -> Any:
-    """Make a MineRL observation a member of its (gymnasium) space: cast each value to the declared dtype.
+#: MineRL's statistics groups: thousands of counters per observation (about 7,000 in HumanSurvival), declared
+#: int64 but sent as int64 or, for stats Java has not reported yet, float64 zeros.
+STAT_GROUPS: frozenset[str] = frozenset({
+    "use_item", "pickup", "break_item", "craft_item", "drop", "mine_block", "kill_entity", "entity_killed_by",
+    "damage_dealt", "full_stats"})
 
-    MineRL builds observations from JSON: numbers Java has not sent come back as float64 defaults, others with
-    whatever dtype numpy infers, so ``space.contains(obs)`` fails on real observations. Values are only cast
-    (float64 zeros -> int64, float64 -> float32), never clipped; arrays that are not C-contiguous (``pov`` is a
-    flipped view) are copied, so ``torch.from_numpy`` and OpenCV take them. Keys without a space pass unchanged.
+
+def observation_space_of(raw_space: Any) -> spaces.Space:
+    """The Gymnasium observation space of a MineRL env: MineRL's, with the :data:`STAT_GROUPS` declared float64.
+
+    MineRL sends each counter as int64 or float64 (see :data:`STAT_GROUPS`); a float64 Box holds both, so these
+    values pass through untouched, and casting ~7,000 of them each step (several ms) is not needed.
+    """
+    inner = getattr(raw_space, "spaces", None)
+    if not isinstance(inner, Mapping):
+        return to_gymnasium_space(raw_space)
+    return spaces.Dict({key: to_gymnasium_space(sub, np.float64 if key in STAT_GROUPS else None)
+                        for key, sub in inner.items()})
+
+
+def conform_observation(obs: Any, space: spaces.Space, passthrough: frozenset[str] = STAT_GROUPS) -> Any:
+    """Make a MineRL observation a member of its space (from :func:`observation_space_of`).
+
+    MineRL builds observations from JSON, so values come with whatever dtype numpy infers (and defaults for what
+    Java has not sent): some location/biome values are float64 where the space says float32, life stats may
+    be int64 where it says bool. Such values are cast to the declared dtype (never clipped). Arrays that are not
+    C-contiguous (``pov`` is a vertically flipped view) are copied, so ``torch.from_numpy`` and OpenCV take
+    them. Top-level keys in ``passthrough`` (the stats, whose float64 space holds what MineRL sends) and keys
+    without a space are returned unchanged.
     """
     if isinstance(space, spaces.Dict):
         if not isinstance(obs, Mapping):
             return obs
         inner = space.spaces
-        return {key: conform_observation(value, inner[key]) if key in inner else value for key, value in obs.items()}
+        return {key: value if key in passthrough or key not in inner else conform_observation(value, inner[key], ())
+                for key, value in obs.items()}
     if isinstance(space, spaces.Box):
         array = np.asarray(obs)
         if array.dtype != space.dtype:
@@ -345,7 +372,7 @@ class MineRLEnv(gym.Env):
         self._raw: Any = None
         self._build()
         self.action_space = action_space()
-        self.observation_space = to_gymnasium_space(self._raw.observation_space)
+        self.observation_space = observation_space_of(self._raw.observation_space)
         self.task_timeout = getattr(self._raw.task, "max_episode_steps", None)
         self.episodes_since_launch = 0
         self.launches = 0

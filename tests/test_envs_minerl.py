@@ -253,9 +253,10 @@ def test_observations_are_members_of_the_declared_space(fake, minerl_id):
     for obs in observations:
         assert env.observation_space.contains(obs)
         assert obs["pov"].flags.c_contiguous and obs["pov"].dtype == np.uint8
-    if "mine_block" in obs:
-        assert obs["mine_block"]["stone"].dtype == np.int64 and obs["mine_block"]["stone"] == 0
-        assert obs["mine_block"]["dirt"] == 3  # a stat Java sent, kept
+    if "mine_block" in obs:  # stats: declared float64, which holds both kinds MineRL sends, passed unchanged
+        assert env.observation_space["mine_block"]["stone"].dtype == np.float64
+        assert obs["mine_block"]["stone"].dtype == np.float64 and obs["mine_block"]["stone"] == 0
+        assert obs["mine_block"]["dirt"].dtype == np.int64 and obs["mine_block"]["dirt"] == 3  # Java sent it
         assert obs["location_stats"]["biome_rainfall"].dtype == np.float32
         assert obs["location_stats"]["biome_rainfall"] == np.float32(0.4)
     env.close()
