@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from vpt_agent.action_mapping import policy_to_env
+from vpt_agent.action_mapping import MINERL_ACTION_KEYS
 
 TINY_NET: Dict[str, Any] = dict(
     attention_heads=2, attention_mask_style="clipped_causal", attention_memory_size=12, diff_mlp_embedding=False,
@@ -25,19 +25,38 @@ def write_model(path: Path, net: Dict[str, Any] = TINY_NET, temperature: float =
     return path
 
 
-#: (joint buttons, joint camera) of the actions the synthetic episodes use; each gets its own frame colour
-ACTIONS: Sequence[Tuple[int, int]] = ((1, 60), (7 * 2 + 1, 33), (2 * 3 * 2 + 1, 88), (8640, 60))
+def _env(buttons=(), camera=(0.0, 0.0)) -> dict:
+    action = {k: 0 for k in MINERL_ACTION_KEYS}
+    action.update({b: 1 for b in buttons})
+    action["camera"] = np.array(camera, dtype=np.float32)
+    return action
+
+
+#: the env actions of the synthetic episodes; each has its own frame colour, so the mapping is learnable
+ACTIONS: Sequence[dict] = (_env(["attack"]), _env(["forward"], (0.0, 5.0)), _env(["jump", "left"]),
+                           _env(["use"], (-3.0, 0.0)))
+COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], dtype=np.int16)
 
 
 def episode(seed: int, n: int, size: int = 32, null_every: int = 0) -> Tuple[np.ndarray, List[dict]]:
-    """Frames whose colour tells the action (learnable), plus noise; every ``null_every``-th step is a null action."""
+    """Frames whose colour tells the action, plus noise; every ``null_every``-th step is a null action."""
     rng = np.random.default_rng(seed)
     kinds = rng.integers(0, len(ACTIONS), n)
-    colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], dtype=np.int16)
-    frames = colours[kinds][:, None, None, :] + rng.integers(-20, 20, (n, size, size, 3))
+    frames = COLOURS[kinds][:, None, None, :] + rng.integers(-20, 20, (n, size, size, 3))
     frames = np.clip(frames, 0, 255).astype(np.uint8)
-    buttons = np.array([ACTIONS[k][0] for k in kinds])
-    camera = np.array([ACTIONS[k][1] for k in kinds])
+    actions = [dict(ACTIONS[k]) for k in kinds]
     if null_every:
-        buttons[::null_every], camera[::null_every] = 0, 60
-    return frames, policy_to_env(buttons, camera)
+        for t in range(0, n, null_every):
+            actions[t] = _env(camera=(0.1, -0.2))  # quantises to the null camera bin: a null action
+    return frames, actions
+
+
+def record(directory: Path, episodes: Sequence[Tuple[np.ndarray, List[dict]]]) -> Path:
+    """Write episodes as VPT recordings (NAME.mp4 + NAME.jsonl) with vpt_agent.data."""
+    from vpt_agent.data import RecordingWriter
+
+    for i, (frames, actions) in enumerate(episodes):
+        with RecordingWriter(directory, f"ep{i:03d}") as rec:
+            for frame, action in zip(frames, actions):
+                rec.write(frame, action)
+    return directory

@@ -89,36 +89,44 @@ class MemorySource(EpisodeSource):
 
 
 class RecordingSource(EpisodeSource):
-    """VPT recordings (``NAME.mp4`` + ``NAME.jsonl``) read with :mod:`vpt_agent.data` at the agent's resolution."""
+    """VPT recordings (``NAME.mp4`` + ``NAME.jsonl``) read with :mod:`vpt_agent.data` at the agent's resolution.
+
+    Actions (the jsonl, parsed with the official loader's semantics) are read up front, so a bad line or a
+    frame/line count mismatch fails before training starts; frames are decoded lazily, one at a time.
+    """
 
     def __init__(self, paths: Any, frame_shape: Sequence[int] = (128, 128, 3)):
         from .. import data
 
         self.files = list(data.find_recordings(paths))
         self.frame_shape = tuple(int(s) for s in frame_shape)  # type: ignore[assignment]
-        self._actions: Dict[int, Sequence[Mapping[str, Any]]] = {}
+        self._actions: Dict[int, Any] = {}
 
     def __len__(self) -> int:
         return len(self.files)
 
     def name(self, i: int) -> str:
-        return str(self.files[i].actions)
+        return str(self.files[i].video.with_suffix(""))
 
-    def actions(self, i: int) -> Sequence[Mapping[str, Any]]:
+    def _recording_actions(self, i: int) -> Any:
         from .. import data
 
         if i not in self._actions:
-            self._actions[i] = data.load_actions(self.files[i]).actions
+            self._actions[i] = data.load_actions(self.files[i])
         return self._actions[i]
+
+    def actions(self, i: int) -> Sequence[Mapping[str, Any]]:
+        return self._recording_actions(i).actions
 
     def frames(self, i: int) -> Iterator[np.ndarray]:
         from .. import data
 
         h, w = self.frame_shape[:2]
-        return (frame for frame, _ in data.iter_recording(self.files[i], size=(h, w)))
+        acts = self._recording_actions(i)
+        return (frame for frame, _ in data.iter_recording(self.files[i], size=(h, w), actions=acts))
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {**self.__dict__, "_actions": {}}  # workers re-parse only what they need
+        return {**self.__dict__, "_actions": {}}  # workers re-parse only the episodes they read
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -134,7 +142,7 @@ def episode_targets(source: EpisodeSource, i: int, skip_null: bool = False) -> E
     """Parse episode ``i``'s actions into targets (null actions dropped if ``skip_null``). Errors name the file."""
     try:
         t = action_targets(source.actions(i))
-    except TrainDataError:
+    except VPTError:
         raise
     except (ValueError, TypeError, KeyError) as e:
         raise TrainDataError(f"{source.name(i)}: unusable actions ({e})") from e
@@ -289,7 +297,7 @@ def _worker_main(source: EpisodeSource, targets: Sequence[EpisodeTargets], lanes
                 return
         out.put(("end",))
     except Exception as e:  # forwarded to the training process, which raises it
-        out.put(("error", type(e).__name__, str(e), isinstance(e, TrainDataError)))
+        out.put(("error", type(e).__name__, str(e), isinstance(e, VPTError)))
 
 
 class WindowLoader:

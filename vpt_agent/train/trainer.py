@@ -141,6 +141,7 @@ def evaluate_loss(policy: VPTPolicy, loader: WindowLoader, device: torch.device,
     """Mean NLL per real step over one pass of ``loader`` (memory carried across windows, as in training)."""
     was_training = policy.training
     policy.eval()
+    loader.load_state_dict({**loader.state_dict(), "next_step": 0})  # a full pass every time
     state = policy.initial_state(loader.batch, device)
     total, count = 0.0, 0
     try:
@@ -180,7 +181,8 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
                 raise TrainConfigError(f"--{f.name.replace('_', '-')} {mine} differs from the run in {out} "
                                        f"({theirs}); a resumed run keeps its options")
             changes[f.name] = mine
-        return dataclasses.replace(base, **changes, resume=True), saved
+        changes["resume"] = True
+        return dataclasses.replace(base, **changes), saved
     if not cli.resume:
         for name in (ckpt.CHECKPOINT, ckpt.FINAL_WEIGHTS):
             if (out / name).exists():

@@ -1,0 +1,291 @@
+"""python -m vpt_agent.train: learning, resume, memory carry, episode starts, bad input, output layout."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from golden_helpers.key_layout import official_keys
+from train_fixtures import TINY_NET, episode, record, write_model
+from vpt_agent.loading import load_model_config
+from vpt_agent.policy import VPTPolicy
+from vpt_agent.train.batches import MemorySource, TrainDataError, WindowLoader, plan
+from vpt_agent.train.cli import main
+from vpt_agent.train.config import TrainConfig
+from vpt_agent.train.loss import action_nll, bc_loss
+from vpt_agent.train.trainer import (autocast_for, batch_tensors, build_policy, detach_state,
+                                     enable_grad_checkpointing, make_optimizer, train, train_step,
+                                     trainable_parameters)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """2 cores shared by many processes: one thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return write_model(tmp_path_factory.mktemp("model") / "tiny.model")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> Path:
+    return record(tmp_path_factory.mktemp("recordings"), [episode(i, 40 + 9 * i, null_every=7) for i in range(4)])
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, tiny_model, recorded):
+    """One CLI training run on recorded data (shared by the output tests)."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    rc = main(["--model", str(tiny_model), "--weights", "random", "--data", str(recorded), "--val-data",
+               str(recorded), "--out", str(out), "--steps", "24", "--seq-len", "8", "--batch", "4", "--lr", "3e-3",
+               "--warmup", "8", "--log-every", "4", "--checkpoint-every", "8", "--workers", "1", "--threads", "1",
+               "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def _config(model: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(model=str(model), weights="random", out=str(out), seq_len=4, batch=2, lr=3e-3, workers=0,
+                checkpoint_every=3, log_every=1, no_progress=True, threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+# ----------------------------------------------------------------------------- learning and outputs
+def test_loss_decreases_on_recorded_data(cli_run):
+    rows = [json.loads(line) for line in (cli_run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert {"step", "loss", "frames_per_s", "lr", "grad_norm"} <= set(rows[0])
+    assert rows[0]["lr"] < 3e-3 and rows[-1]["lr"] == pytest.approx(3e-3)  # warm-up, then the set rate
+    val = [r["val_loss"] for r in rows if "val_loss" in r]
+    assert len(val) == 3 and val[-1] < val[0] and val[-1] > 0
+    assert (cli_run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_output_is_the_official_layout(cli_run, tiny_model):
+    from safetensors.torch import load_file
+
+    from vpt_agent import VPTAgent
+
+    sd = torch.load(cli_run / "final.weights", weights_only=True)
+    expected = official_keys({"net": TINY_NET})
+    assert [(k, tuple(v.shape)) for k, v in sd.items()] == [(k, tuple(s)) for k, s in expected]
+    st = load_file(str(cli_run / "final.safetensors"))
+    assert all(torch.equal(st[k], sd[k]) for k in sd)
+    assert (cli_run / "final.model").read_bytes() == tiny_model.read_bytes()
+    agent = VPTAgent.from_files(cli_run / "final.model", cli_run / "final.weights", device="cpu")
+    assert torch.equal(agent.policy.pi_head.camera.linear_layer.bias.detach(), sd["pi_head.camera.linear_layer.bias"])
+
+
+# ----------------------------------------------------------------------------- resume
+class _Killed(Exception):
+    pass
+
+
+class _DyingSource(MemorySource):
+    """Raises after ``die_after`` frames were read, like a process killed between checkpoints."""
+
+    def __init__(self, episodes, die_after: int):
+        super().__init__(episodes)
+        self.left = die_after
+
+    def frames(self, i):
+        for frame in super().frames(i):
+            self.left -= 1
+            if self.left < 0:
+                raise _Killed()
+            yield frame
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, tiny_model):
+    episodes = [episode(i, 9 + 3 * i, null_every=4) for i in range(5)]
+    full = train(_config(tiny_model, tmp_path / "full", steps=10), MemorySource(episodes))
+    with pytest.raises(_Killed):
+        train(_config(tiny_model, tmp_path / "cut", steps=10), _DyingSource(episodes, die_after=58))
+    assert not (tmp_path / "cut" / "final.weights").exists()
+    saved = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert 0 < saved["step"] < 10 and saved["step"] % 3 == 0
+    resumed = train(_config(tiny_model, tmp_path / "cut", steps=10, resume=True), MemorySource(episodes))
+    assert resumed.steps == full.steps == 10
+    a = torch.load(tmp_path / "full" / "final.weights", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "final.weights", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit-exact on CPU
+    rows = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 11))
+
+
+def test_resume_refuses_changed_options(tmp_path, tiny_model):
+    episodes = [episode(0, 12)]
+    train(_config(tiny_model, tmp_path / "o", steps=2), MemorySource(episodes))
+    with pytest.raises(TrainDataError, match="--lr"):
+        train(_config(tiny_model, tmp_path / "o", steps=4, lr=1e-2, resume=True), MemorySource(episodes))
+    with pytest.raises(TrainDataError, match="--resume"):
+        train(_config(tiny_model, tmp_path / "o", steps=4), MemorySource(episodes))
+
+
+# ----------------------------------------------------------------------------- memory semantics
+def _nll_per_episode(policy, loader):
+    """Per-step NLL of every episode, from a loader's batches with memory carried between windows."""
+    out = {}
+    state = policy.initial_state(loader.batch)
+    with torch.no_grad():
+        for batch in loader:
+            t = batch_tensors(batch, CPU)
+            res = policy(t["frames"], t["first"], state)
+            nll = action_nll(res.logp, t["buttons"], t["camera"])
+            for lane, ep in enumerate(batch.episode.tolist()):
+                if ep >= 0:
+                    out.setdefault(ep, []).extend(nll[lane][t["mask"][lane]].tolist())
+            state = detach_state(res.state)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def test_memory_carry_equals_one_long_window(tiny_model):
+    policy = build_policy(str(tiny_model), "random", 0).eval()
+    src = MemorySource([episode(3, 24)])
+    long = _nll_per_episode(policy, WindowLoader(src, 1, 24, epochs=1))
+    short = _nll_per_episode(policy, WindowLoader(src, 1, 4, epochs=1))
+    np.testing.assert_allclose(short[0], long[0], rtol=0, atol=2e-5)
+    # the memory matters here (L=8 frames of context), so dropping it would be caught
+    fresh = [_nll_per_episode(policy, WindowLoader(MemorySource([(f[i:i + 4], a[i:i + 4])]), 1, 4, epochs=1))[0]
+             for f, a in [episode(3, 24)] for i in range(0, 24, 4)]
+    assert np.abs(np.concatenate(fresh) - long[0]).max() > 1e-3
+
+
+def test_episode_start_inside_a_batch_equals_fresh_memory(tiny_model):
+    policy = build_policy(str(tiny_model), "random", 0).eval()
+    episodes = [episode(i, n) for i, n in enumerate([6, 9, 5, 11, 7])]
+    lengths = [len(e[1]) for e in episodes]
+    slots = list(plan(lengths, 2, 4, seed=1, epochs=1))
+    starts = [s for step in slots[1:] for s in step if s is not None and s.window == 0]
+    assert starts, "the plan must start episodes after step 0 (on a lane with old memory)"
+    batched = _nll_per_episode(policy, WindowLoader(MemorySource(episodes), 2, 4, seed=1, epochs=1))
+    for i, ep in enumerate(episodes):
+        alone = _nll_per_episode(policy, WindowLoader(MemorySource([ep]), 1, 4, epochs=1))[0]
+        np.testing.assert_allclose(batched[i], alone, rtol=0, atol=2e-5, err_msg=f"episode {i}")
+
+
+# ----------------------------------------------------------------------------- the step itself
+def _one_batch(model: Path, b: int = 2, t: int = 4):
+    loader = WindowLoader(MemorySource([episode(i, 10) for i in range(3)]), b, t, epochs=1)
+    return batch_tensors(next(iter(loader)), CPU)
+
+
+def test_grad_clip_is_applied_and_freeze_trunk_trains_heads_only(tiny_model):
+    policy = build_policy(str(tiny_model), "random", 0)
+    params = trainable_parameters(policy, freeze_trunk=True)
+    assert params and all(not n.startswith("net.") for n, p in policy.named_parameters() if p.requires_grad)
+    opt, _ = make_optimizer(params, TrainConfig(lr=1e-2, weight_decay=0.0))
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    t = _one_batch(tiny_model)
+    _, norm, _ = train_step(policy, opt, params, t, policy.initial_state(2), 1e-3, autocast_for(CPU, torch.float32))
+    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+    assert float(norm) > 1e-2 and float(clipped) <= 1e-3 * 1.001
+    after = policy.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("net."))
+    assert not torch.equal(before["pi_head.buttons.linear_layer.bias"], after["pi_head.buttons.linear_layer.bias"])
+
+
+def test_grad_checkpointing_gives_the_same_gradients(tiny_model):
+    t = _one_batch(tiny_model)
+    grads = []
+    for ckpt in (False, True):
+        policy = build_policy(str(tiny_model), "random", 0)
+        if ckpt:
+            enable_grad_checkpointing(policy)
+        out = policy(t["frames"], t["first"], policy.initial_state(2))
+        bc_loss(out.logp, t["buttons"], t["camera"], t["mask"]).backward()
+        grads.append({k: p.grad.clone() for k, p in policy.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7, msg=k)
+
+
+def test_bc_loss_masks_padding_and_uses_both_heads():
+    logp = {"buttons": torch.log_softmax(torch.randn(2, 3, 8641), -1), "camera": torch.log_softmax(torch.randn(2, 3, 121), -1)}
+    b = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    c = torch.tensor([[60, 7, 8], [9, 10, 11]])
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    want = -np.mean([float(logp["buttons"][i, j, b[i, j]] + logp["camera"][i, j, c[i, j]])
+                     for i, j in [(0, 0), (0, 1), (1, 0)]])
+    assert float(bc_loss(logp, b, c, mask)) == pytest.approx(want, rel=1e-6)
+
+
+def test_bfloat16_autocast_step_runs(tiny_model):
+    policy = build_policy(str(tiny_model), "random", 0)
+    params = trainable_parameters(policy, False)
+    opt, _ = make_optimizer(params, TrainConfig())
+    loss, _, state = train_step(policy, opt, params, _one_batch(tiny_model), policy.initial_state(2), 5.0,
+                                autocast_for(CPU, torch.bfloat16))
+    assert torch.isfinite(loss) and state[0].keys.dtype == torch.float32
+
+
+# ----------------------------------------------------------------------------- bad input
+def _cli(tmp_path, *args):
+    return main(["--out", str(tmp_path / "out"), "--steps", "2", "--no-progress", "--workers", "0",
+                 "--threads", "1", *map(str, args)])
+
+
+def _assert_error(capsys, rc, *needles):
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and len(err.strip().splitlines()) >= 1, err
+    for n in needles:
+        assert str(n) in err, err
+
+
+def test_empty_data_dir(tmp_path, tiny_model, capsys):
+    (tmp_path / "empty").mkdir()
+    rc = _cli(tmp_path, "--model", tiny_model, "--weights", "random", "--data", tmp_path / "empty")
+    _assert_error(capsys, rc, tmp_path / "empty")
+    assert not (tmp_path / "out" / "final.weights").exists()
+
+
+def test_bad_jsonl_line(tmp_path, tiny_model, capsys):
+    data = record(tmp_path / "d", [episode(0, 6)])
+    lines = (data / "ep000.jsonl").read_text().splitlines()
+    lines[2] = "{not json"
+    (data / "ep000.jsonl").write_text("\n".join(lines) + "\n")
+    rc = _cli(tmp_path, "--model", tiny_model, "--weights", "random", "--data", data)
+    _assert_error(capsys, rc, "ep000.jsonl")
+    assert not (tmp_path / "out" / "final.weights").exists()
+
+
+def test_mismatched_lengths(tmp_path, tiny_model, capsys):
+    data = record(tmp_path / "d", [episode(0, 6)])
+    with open(data / "ep000.jsonl", "a") as f:
+        f.write((data / "ep000.jsonl").read_text().splitlines()[-1] + "\n")
+    rc = _cli(tmp_path, "--model", tiny_model, "--weights", "random", "--data", data)
+    _assert_error(capsys, rc, "ep000")
+
+
+def test_weights_that_do_not_fit(tmp_path, tiny_model, recorded, capsys):
+    other = write_model(tmp_path / "other.model", dict(TINY_NET, hidsize=64))
+    torch.save(VPTPolicy(load_model_config(other)).state_dict(), tmp_path / "other.weights")
+    rc = _cli(tmp_path, "--model", tiny_model, "--weights", tmp_path / "other.weights", "--data", recorded)
+    _assert_error(capsys, rc, "other.weights")
+    assert not (tmp_path / "out" / "final.weights").exists()
+
+
+def test_corrupt_model_and_missing_flags(tmp_path, recorded, capsys):
+    (tmp_path / "bad.model").write_bytes(b"\x80\x04garbage")
+    _assert_error(capsys, _cli(tmp_path, "--model", tmp_path / "bad.model", "--weights", "random", "--data", recorded),
+                  "bad.model")
+    _assert_error(capsys, _cli(tmp_path, "--weights", "random", "--data", recorded), "--model")
+
+
+def test_all_null_actions(tmp_path, tiny_model):
+    frames, actions = episode(0, 6, null_every=1)
+    with pytest.raises(TrainDataError, match="null"):
+        WindowLoader(MemorySource([(frames, actions)]), 1, 4, skip_null=True)
