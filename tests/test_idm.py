@@ -1,0 +1,139 @@
+"""VPTIDM library API, IDMConfig validation and safe loading (tiny IDM; parity is in test_idm_golden.py)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vpt_agent
+from idm_helpers import TINY_NET, tiny_config, video_frames, write_tiny_idm
+from vpt_agent.action_mapping import MINERL_ACTION_KEYS
+from vpt_agent.idm import IDMConfig, InverseActionPolicy, VPTIDM, load_idm_config
+from vpt_agent.loading import ModelFileError, WeightsMismatchError
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def idm_files(tmp_path_factory):
+    return write_tiny_idm(tmp_path_factory.mktemp("idm"))
+
+
+@pytest.fixture
+def idm(idm_files):
+    return VPTIDM.from_files(*idm_files, device="cpu")
+
+
+def test_exported_from_package():
+    assert vpt_agent.VPTIDM is VPTIDM
+
+
+def test_predict_returns_minerl_actions(idm):
+    actions = idm.predict(video_frames(5, seed=0, size=(36, 64)))
+    assert len(actions) == 5
+    for a in actions:
+        assert tuple(a) == MINERL_ACTION_KEYS
+        assert a["camera"].dtype == np.float32 and a["camera"].shape == (2,)
+        assert all(type(a[k]) is int and a[k] in (0, 1) for k in MINERL_ACTION_KEYS if k != "camera")
+
+
+def test_consecutive_calls_continue_the_video(idm):
+    frames = video_frames(20, seed=1)
+    whole = idm.predict_arrays(frames)  # chunks of timesteps (8): 8 + 8 + 4
+    idm.reset()
+    parts = [idm.predict_arrays(frames[a:b]) for a, b in ((0, 8), (8, 16), (16, 20))]
+    np.testing.assert_array_equal(whole.logp_buttons, np.concatenate([p.logp_buttons for p in parts]))
+    np.testing.assert_array_equal(whole.camera_bins, np.concatenate([p.camera_bins for p in parts]))
+    assert all(m.keys.shape[1] == 0 for m in idm._state)  # memory == timesteps: nothing carried
+
+
+def test_attention_sees_the_future_within_a_chunk_only(idm):
+    """Non-causal within a chunk: a changed later frame changes earlier outputs of its chunk, not other chunks."""
+    frames = video_frames(16, seed=2)
+    base = idm.predict_arrays(frames).logp_buttons
+    changed = frames.copy()
+    changed[14] = 255 - changed[14]
+    idm.reset()
+    after = idm.predict_arrays(changed).logp_buttons
+    assert np.abs(after[8:12] - base[8:12]).max() > 1e-4  # same chunk, before the change
+    np.testing.assert_array_equal(after[:8], base[:8])  # previous chunk untouched
+
+
+@torch.no_grad()
+def test_frame_batch_does_not_change_results(idm_files):
+    policy = VPTIDM.from_files(*idm_files, device="cpu").policy
+    x = torch.from_numpy(np.stack([np.stack([f for f in video_frames(8, seed=s, size=(16, 16))])
+                                   for s in (3, 4)]))
+    a = policy(x, policy.initial_state(2)).logp["buttons"]
+    b = policy(x, policy.initial_state(2), frame_batch=6).logp["buttons"]
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, rtol=1e-5)  # fp32 rounding only (sharp heads)
+
+
+def test_bad_frames_are_a_clear_error(idm):
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        idm.predict(np.zeros((4, 16, 16), np.uint8))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        idm.predict(np.zeros((0, 16, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        idm.predict(np.zeros((2, 16, 16, 3), np.float32))
+
+
+def test_from_pretrained_uses_the_zoo(idm_files, monkeypatch):
+    from vpt_agent import zoo
+
+    asked = []
+    monkeypatch.setattr(zoo, "fetch", lambda name, *a, **k: asked.append(name) or idm_files)
+    idm = VPTIDM.from_pretrained(device="cpu")
+    assert asked == ["4x-idm"] and isinstance(idm.policy, InverseActionPolicy)
+
+
+# ----------------------------------------------------------------------------- config and loading
+def test_config_rules_of_the_official_constructor():
+    cfg = tiny_config()
+    assert cfg.first_conv_norm and cfg.maxlen == 0 and cfg.conv3d == (3, 4, (5, 1, 1))
+    with pytest.raises(ValueError, match="first_conv_norm"):
+        IDMConfig.from_kwargs(dict(TINY_NET, first_conv_norm=True))
+    with pytest.raises(ValueError, match="outchan"):
+        IDMConfig.from_kwargs(dict(TINY_NET, img_shape=[16, 16, 3]))
+    with pytest.raises(NotImplementedError, match="same"):
+        IDMConfig.from_kwargs(dict(TINY_NET, conv3d_params=dict(TINY_NET["conv3d_params"], padding=[0, 0, 0])))
+    with pytest.raises(NotImplementedError, match="stride"):
+        IDMConfig.from_kwargs(dict(TINY_NET, conv3d_params=dict(TINY_NET["conv3d_params"], stride=2)))
+    with pytest.raises(ValueError, match="attention_memory_size - timesteps"):  # no memory needs mask "none"
+        IDMConfig.from_kwargs(dict(TINY_NET, attention_mask_style="clipped_causal"))
+    no_conv = IDMConfig.from_kwargs(dict(TINY_NET, conv3d_params=None, img_shape=[16, 16, 3]))
+    assert not no_conv.first_conv_norm  # a plain InverseActionNet: valid, as in the official code
+
+
+def test_model_file_is_loaded_safely(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "evil.model"
+    bad.write_bytes(pickle.dumps({"model": Evil()}))
+    with pytest.raises(ModelFileError):
+        load_idm_config(bad)
+    odd = tmp_path / "odd.model"
+    odd.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": dict(TINY_NET, hidsize=33)}}}}))
+    with pytest.raises(ModelFileError, match="odd.model"):
+        load_idm_config(odd)
+
+
+def test_policy_weights_are_diagnosed(idm_files):
+    with pytest.raises(WeightsMismatchError, match="policy"):
+        VPTIDM.from_files(idm_files[0], DATA / "small.weights", device="cpu")
+
+
+def test_missing_keys_are_an_error_unless_allowed(idm_files, tmp_path):
+    sd = torch.load(idm_files[1], weights_only=True)
+    del sd["net.conv3d_layer.layer.weight"]
+    partial = tmp_path / "partial.weights"
+    torch.save(sd, partial)
+    with pytest.raises(WeightsMismatchError, match="conv3d_layer"):
+        VPTIDM.from_files(idm_files[0], partial, device="cpu")
+    idm = VPTIDM.from_files(idm_files[0], partial, device="cpu", allow_missing=True)
+    assert idm.load_weights(partial, allow_missing=True).missing_keys == ["net.conv3d_layer.layer.weight"]
