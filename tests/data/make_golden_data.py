@@ -194,7 +194,8 @@ def single_records() -> List[Dict]:
             dx, dy = (float(v) for v in np.round(rng.normal(0, 20, 2), 4))
         else:
             dx, dy = (float(v) for v in rng.uniform(-3000, 3000, 2))
-        records.append({**record(buttons=buttons, dx=dx, dy=dy), "keyboard": {"keys": keys, "newKeys": [], "chars": ""}})
+        keyboard = {"keys": keys, "newKeys": [], "chars": ""}
+        records.append({**record(buttons=buttons, dx=dx, dy=dy), "keyboard": keyboard})
     return records
 
 

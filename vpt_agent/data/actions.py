@@ -83,7 +83,11 @@ class RecordInput:
     y: float
 
 
+_KIND_NAMES = {Real: "a finite number", int: "an integer", bool: "true or false", list: "a list"}
+
+
 def _get(record: Mapping[str, Any], path: str, where: str, kind: type, default: Any = ...) -> Any:
+    """``record[a][b]`` for ``path`` "a.b", checked to be a ``kind``; missing -> ``default`` or DataError."""
     value: Any = record
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
@@ -95,7 +99,7 @@ def _get(record: Mapping[str, Any], path: str, where: str, kind: type, default: 
     if kind is Real:  # JSON numbers: ints and floats, not booleans
         ok = ok and math.isfinite(value)
     if not ok:
-        raise DataError(f"{where}: '{path}' must be {kind.__name__}, got {value!r}")
+        raise DataError(f"{where}: '{path}' must be {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}")
     return value
 
 

@@ -6,11 +6,11 @@ OpenCV's wheels cannot write H.264 (only MPEG-4 part 2 ``mp4v``: larger files an
 Two qualities (sizes and errors measured on 640x360 frames of the embedded env, see docs/readme/data.md):
 
 * ``"standard"`` (default): H.264 yuv420p ``-crf 18`` (``-preset veryfast``), the kind of video VPT's contractor
-  data is: plays everywhere, ~16 kB per frame, decodes ~3x faster than lossless; after the agent's resize to
-  128x128 the mean abs error is ~2.4 grey levels (p99 ~13; single pixels up to ~120 at sharp colour edges,
+  data is: plays everywhere, 5-16 kB per frame, decodes ~3x faster than lossless; after the agent's resize to
+  128x128 the mean abs error is ~2-2.4 grey levels (p99 10-13; single pixels up to ~120 at sharp colour edges,
   where chroma is subsampled).
 * ``"lossless"``: H.264 in RGB (``libx264rgb -qp 0``): decoded frames equal the written ones bit for bit,
-  ~80 kB per frame. Plays in ffmpeg/OpenCV/VLC, not in browsers.
+  25-80 kB per frame. Plays in ffmpeg/OpenCV/VLC, not in browsers.
 """
 from __future__ import annotations
 
