@@ -13,10 +13,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import vpt_envs
 from gymnasium.utils.env_checker import check_env
 from gymnasium.wrappers import TimeLimit
-
-import vpt_envs
 from vpt_envs import EnvCrashed, EnvValidationError, MineRLNotInstalledError
 from vpt_envs import minerl as adapter
 from vpt_envs.actions import ACTION_KEYS, BUTTON_KEYS
@@ -112,6 +111,7 @@ def test_one_table_drives_registration_limits_and_rewards():
 
 def test_action_key_copies_are_pinned_together():
     from evalenvs import BUTTONS as EVALENV_BUTTONS
+
     from vpt_agent.action_mapping import MINERL_ACTION_KEYS
 
     assert ACTION_KEYS == MINERL_ACTION_KEYS and len(ACTION_KEYS) == 24
@@ -201,7 +201,15 @@ def test_fake_close_takes_its_time_and_kill_is_a_no_op_while_launching(fake):
     assert DEFAULTS["close_delay"] == 3.0 and DEFAULTS["launch_delay"] >= 1.0  # realistic unless a test says
     fake.FAKE.update(launch_delay=30.0)
     raw = spec("HumanSurvival").make()
-    worker = threading.Thread(target=lambda: pytest.raises(EOFError, raw.reset), daemon=True)
+    outcome = []
+
+    def reset():
+        try:
+            raw.reset()
+        except Exception as error:  # noqa: BLE001 - inspected below
+            outcome.append(error)
+
+    worker = threading.Thread(target=reset, daemon=True)
     worker.start()
     deadline = time.monotonic() + 10
     while not (instance_pool() and instance_pool()[0].minecraft_process) and time.monotonic() < deadline:
@@ -215,7 +223,7 @@ def test_fake_close_takes_its_time_and_kill_is_a_no_op_while_launching(fake):
     instance.close()
     assert time.monotonic() - started >= 0.1 and not instance.alive() and not instance_pool()
     worker.join(5)
-    assert not worker.is_alive()
+    assert not worker.is_alive() and isinstance(outcome[0], EOFError)  # the launch saw its process die
 
 
 # ------------------------------------------------------------------------------------------------ adapter
@@ -402,7 +410,7 @@ def test_launch_timeout_releases_every_instance_it_started(fake, spawn_delay):
     """MineRL's launch blocks with no timeout and its instance is only in InstanceManager's pool: the adapter
     must close it there, also when the timeout hits before the process exists (spawn_delay)."""
     fake.FAKE.update(launch_delay=60.0, spawn_delay=spawn_delay)
-    env = adapter.make("MineRLHumanSurvival-v0", launch_timeout=0.2)
+    env = adapter.make("MineRLHumanSurvival-v0", launch_timeout=0.2, release_timeout=5)
     started = time.monotonic()
     with pytest.raises(EnvCrashed, match="did not finish within 0.2 s"):
         env.reset()

@@ -1,7 +1,6 @@
 """Tests for the evaluation presets (vpt_envs.protocols)."""
 import gymnasium as gym
 import pytest
-
 import vpt_envs
 from vpt_envs import UnknownProtocolError
 from vpt_envs.errors import VPTError

@@ -4,12 +4,18 @@ from fractions import Fraction
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium import spaces
-
 import vpt_envs  # noqa: F401
+from gymnasium import spaces
 from vpt_envs.policies import TreechopScript
-from vpt_envs.rewards import (ITEM_GROUPS, VPT_RL_REWARDS, ItemReward, ItemRewardWrapper, item_count,
-                              max_capped_reward, normalise_table)
+from vpt_envs.rewards import (
+    ITEM_GROUPS,
+    VPT_RL_REWARDS,
+    ItemReward,
+    ItemRewardWrapper,
+    item_count,
+    max_capped_reward,
+    normalise_table,
+)
 
 #: Issue 12's table (the VPT paper's RL reward), typed in independently of the module: item -> (cap, per unit).
 ISSUE_TABLE = {
