@@ -282,6 +282,13 @@ def test_demos_cli_bad_input(tmp_path, capsys):
     assert demos_main(["--out", str(tmp_path / "file"), "--no-progress"]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert demos_main(["--seed", "-1", "--no-progress"]) == 2
+    broken = recording_files(tmp_path / "broken", episode_name(0))
+    broken.video.parent.mkdir()
+    broken.video.write_bytes(b"x")
+    broken.actions.write_text("{not json\n")
+    capsys.readouterr()
+    assert demos_main(["--episodes", "1", "--out", str(broken.video.parent), "--no-progress"]) == 2
+    assert "unreadable" in capsys.readouterr().err and broken.actions.name
     with pytest.raises(SystemExit) as exit_info:
         demos_main(["--quality", "best"])
     assert exit_info.value.code == 2

@@ -154,8 +154,11 @@ def _recorded_return(seed: int, out: Path) -> Optional[float]:
     files = recording_files(out, episode_name(seed))
     if not (files.video.is_file() and files.actions.is_file()):
         return None
-    with open(files.actions, encoding="utf-8") as f:
-        return sum(float(json.loads(line).get("reward", 0.0)) for line in f if line.strip())
+    try:
+        with open(files.actions, encoding="utf-8") as f:
+            return sum(float(json.loads(line).get("reward", 0.0)) for line in f if line.strip())
+    except (OSError, ValueError, AttributeError) as err:
+        raise DemosError(f"{files.actions}: unreadable ({err}); delete it to record the episode again") from None
 
 
 def record_demos(config: DemosConfig) -> Dict[str, Any]:
@@ -196,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = record_demos(config)
-    except (DemosError, DataError) as err:
+    except (DemosError, DataError, OSError) as err:  # OSError: e.g. an output directory we may not write
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
