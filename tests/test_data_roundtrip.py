@@ -288,7 +288,8 @@ def test_demos_cli_bad_input(tmp_path, capsys):
     broken.actions.write_text("{not json\n")
     capsys.readouterr()
     assert demos_main(["--episodes", "1", "--out", str(broken.video.parent), "--no-progress"]) == 2
-    assert "unreadable" in capsys.readouterr().err and broken.actions.name
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {broken.actions}: unreadable")
     with pytest.raises(SystemExit) as exit_info:
         demos_main(["--quality", "best"])
     assert exit_info.value.code == 2
