@@ -123,16 +123,16 @@ def parse_record(record: Mapping[str, Any], where: str) -> RecordInput:
     if not 0 <= hotbar < HOTBAR_SLOTS:
         raise DataError(f"{where}: 'hotbar' must be a slot 0..{HOTBAR_SLOTS - 1}, got {hotbar}")
     gui_open = _get(record, "isGuiOpen", where, bool)
-    position = ... if gui_open else 0.0  # ``...``: required (the cursor is drawn there)
+    x = y = 0.0  # the mouse position matters only where the cursor is drawn
+    if gui_open:
+        x, y = (float(_get(record, f"mouse.{axis}", where, Real)) for axis in "xy")
     return RecordInput(
         keys=keys,
         buttons=_int_list(record, "mouse.buttons", where),
         new_buttons=_int_list(record, "mouse.newButtons", where, default=[]),
         dx=float(_get(record, "mouse.dx", where, Real)),
         dy=float(_get(record, "mouse.dy", where, Real)),
-        hotbar=hotbar, gui_open=gui_open,
-        x=float(_get(record, "mouse.x", where, Real, position)),
-        y=float(_get(record, "mouse.y", where, Real, position)),
+        hotbar=hotbar, gui_open=gui_open, x=x, y=y,
     )
 
 
