@@ -172,7 +172,7 @@ def test_cli_labels_and_reports(idm_files, videos, tmp_path, capsys):
     model, weights = map(str, idm_files)
     out = tmp_path / "out"
     code = main(["--model", model, "--weights", weights, "--videos", str(videos / "b_short.mp4"), "--out",
-                 str(out), "--device", "cpu", "--no-progress"])
+                 str(out), "--device", "cpu", "--no-progress", "--batch", "1"])
     assert code == 0
     assert "labelled 1 videos" in capsys.readouterr().out
     assert [r.name for r in find_recordings(out)] == ["b_short"]

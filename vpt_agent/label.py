@@ -344,18 +344,21 @@ class WindowBatcher:
             self.on_done(video, start, length)
 
 
-def label_videos(config: LabelConfig) -> Dict[str, Any]:
-    """Label every video of ``config.videos`` into ``config.out``; returns a summary dict."""
+def label_videos(config: LabelConfig, idm: Optional[Any] = None) -> Dict[str, Any]:
+    """Label every video of ``config.videos`` into ``config.out``; returns a summary dict.
+
+    ``idm``: an already built :class:`~vpt_agent.idm.VPTIDM` to use instead of ``--idm``/``--model``.
+    """
     from tqdm import tqdm
 
-    out = _check(config)
+    out = _check(config, need_model=idm is None)
     jobs = plan(config, out)
     todo = [j for j in jobs if not is_done(j)]
     summary: Dict[str, Any] = {"out": str(out), "videos": len(jobs), "skipped": len(jobs) - len(todo),
                                "labelled": 0, "frames": 0, "seconds": 0.0}
     if not todo:
         return summary
-    idm = _load_idm(config)
+    idm = idm if idm is not None else _load_idm(config)
     window = idm.config.timesteps
     stride = config.stride or max(1, window // 2)
     if not 1 <= stride <= window:
@@ -367,10 +370,11 @@ def label_videos(config: LabelConfig) -> Dict[str, Any]:
     started = time.perf_counter()
 
     def on_done(video: PendingVideo, start: int, length: int) -> None:
-        new = max(0, start + length - video.covered)
+        """A window was run (``length`` 0: decoding ended); finish the video once all its windows were run."""
+        new = max(0, start + length - video.covered) if length else 0
         video.covered += new
         bar.update(new)
-        if video.complete:
+        if video.complete and video in open_videos:
             video.finish()
             open_videos.remove(video)
             summary["labelled"] += 1
@@ -415,11 +419,10 @@ def _stream_windows(video: PendingVideo, batcher: WindowBatcher, size: Tuple[int
     for s in starts[len(emitted):]:  # the short or end-flush window: the last frames are in the buffer
         frames = list(buffer)[len(buffer) - (count - s):]
         batcher.add(video, s, np.stack(frames))
-    if video.complete:  # every window was already run
-        batcher.on_done(video, starts[-1], 0)
+    batcher.on_done(video, starts[-1], 0)  # finishes the video if its windows have all been run already
 
 
-def _check(config: LabelConfig) -> Path:
+def _check(config: LabelConfig, need_model: bool = True) -> Path:
     if not config.out:
         raise LabelError("--out: an output directory is required")
     out = Path(config.out)
@@ -431,7 +434,7 @@ def _check(config: LabelConfig) -> Path:
         raise LabelError(f"--fps must be > 0, got {config.fps}")
     if config.idm and (config.model or config.weights):
         raise LabelError("pass either --idm NAME or --model M --weights W, not both")
-    if not config.idm and not (config.model and config.weights):
+    if need_model and not config.idm and not (config.model and config.weights):
         raise LabelError("pass --idm NAME (e.g. 4x-idm) or both --model M and --weights W")
     return out
 
