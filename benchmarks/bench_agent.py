@@ -7,13 +7,20 @@ Each case runs in a fresh subprocess so that peak memory (RSS on CPU, allocator 
     python benchmarks/bench_agent.py --sizes 1x 2x 3x --json out.json
     python benchmarks/bench_agent.py --official /path/to/Video-Pre-Training --sizes 1x --batch 1 --steps 50
     python benchmarks/bench_agent.py --agreement 200               # bf16 vs fp32 action agreement, 200 steps
+    python benchmarks/bench_agent.py --devices cuda --batch 1 --cuda-graph on off   # CUDA graph vs eager steps
 
 ``--official`` also times the official ``MineRLAgent`` (its checkout must be importable with gym3 installed) and
 checks that our fp32 actions equal its actions on the same frames (deterministic, argmax).
+
+Each row times the whole ``get_actions`` step (resize + upload + forward + sampling + action read-back), and
+separately the pre-processing alone (``prep ms``: validation + resize into the upload buffer) and the forward alone
+(``fwd ms``: the step engine on frames already on the device, no sampling, one sync per step).
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import os
 import platform
@@ -39,6 +46,7 @@ def net_kwargs(size: str) -> Dict[str, Any]:
     return official_net_kwargs(size)
 
 
+@functools.lru_cache(maxsize=1)
 def synthetic_state_dict(size: str):
     from golden_helpers.key_layout import official_keys
     from golden_helpers.weights_gen import make_state_dict
@@ -52,12 +60,12 @@ def frames(n: int, seed: int = 0) -> List[np.ndarray]:
     return [make_obs(seed, t) for t in range(n)]
 
 
-def build_ours(size: str, device: str, dtype: str):
+def build_ours(size: str, device: str, dtype: str, cuda_graph=None):
     from vpt_agent import PolicyConfig, VPTAgent
     from vpt_agent.loading import load_state_dict
 
     cfg = PolicyConfig.from_kwargs(net_kwargs(size), temperature=2.0)
-    agent = VPTAgent.from_config(cfg, device=device, dtype=dtype, seed=0)
+    agent = VPTAgent.from_config(cfg, device=device, dtype=dtype, seed=0, cuda_graph=cuda_graph)
     load_state_dict(agent.policy, synthetic_state_dict(size))
     return agent
 
@@ -93,27 +101,53 @@ def _peak_mem_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int) -> Dict[str, Any]:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
+             graph: bool = False) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
-    agent = build_ours(size, device, dtype)
+    agent = build_ours(size, device, dtype, cuda_graph=graph if device == "cuda" else None)
     obs = [{"pov": f} for f in frames(16)]
     batches = [[obs[(t + i) % len(obs)] for i in range(batch)] for t in range(len(obs))]
     _reset_peak_mem(device)
-    for t in range(warmup):
-        agent.get_actions(batches[t % len(batches)], [t == 0] * batch)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    start = time.perf_counter()
+    agent.get_actions(batches[0], [True] * batch)  # builds the step engine (and captures the CUDA graph)
+    first_step_s = time.perf_counter() - start
+    for t in range(1, warmup):
+        agent.get_actions(batches[t % len(batches)], [False] * batch)
+    _sync(device)
     start = time.perf_counter()
     for t in range(steps):
         agent.get_actions(batches[t % len(batches)], [False] * batch)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     elapsed = time.perf_counter() - start
+    peak = _peak_mem_mb(device)
+    start = time.perf_counter()
+    for t in range(steps):  # pre-processing alone (validation + resize into the upload buffer)
+        agent._frames(batches[t % len(batches)])
+    prep_s = time.perf_counter() - start
+    fwd_ms = None
+    if agent._engine is not None:
+        with torch.inference_mode():
+            f = agent._frames(batches[0]).to(device)
+            first = torch.zeros(batch, dtype=torch.bool, device=device)
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                agent._engine(f, first)
+                _sync(device)
+            fwd_ms = 1000 * (time.perf_counter() - start) / steps
     return dict(impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
-                ms_per_step=1000 * elapsed / steps, ms_per_frame=1000 * elapsed / steps / batch,
-                frames_per_s=steps * batch / elapsed, peak_mem_mb=_peak_mem_mb(device))
+                graph=bool(agent.cuda_graph), ms_per_step=1000 * elapsed / steps,
+                ms_per_frame=1000 * elapsed / steps / batch, frames_per_s=steps * batch / elapsed,
+                fwd_ms=fwd_ms, prep_ms=1000 * prep_s / steps, first_step_s=first_step_s, peak_mem_mb=peak)
 
 
 def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any]:
@@ -139,28 +173,42 @@ def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any
     off.policy.load_state_dict(synthetic_state_dict(size), strict=False)
     off.reset()
     obs = [{"pov": f} for f in frames(16)]
+    # Ours at B=1 and B=8 is timed in the same loop, step for step between the official steps, so that the
+    # load of a shared machine hits all of them alike (peak RSS is then the process's, not per agent).
+    ours = {b: build_ours(size, "cpu", "float32") for b in (1, 8)}
+    batch8 = [[obs[(t + i) % len(obs)] for i in range(8)] for t in range(len(obs))]
     _reset_peak_mem("cpu")
     for t in range(warmup):
         off.get_action(obs[t % len(obs)])
-    start = time.perf_counter()
+        ours[1].get_action(obs[t % len(obs)])
+        ours[8].get_actions(batch8[t % len(obs)], [t == 0] * 8)
+    elapsed = {"official": 0.0, 1: 0.0, 8: 0.0}
     for t in range(steps):
-        off.get_action(obs[t % len(obs)])
-    elapsed = time.perf_counter() - start
+        for key, step in (("official", lambda: off.get_action(obs[t % len(obs)])),
+                          (1, lambda: ours[1].get_action(obs[t % len(obs)])),
+                          (8, lambda: ours[8].get_actions(batch8[t % len(obs)], [False] * 8))):
+            start = time.perf_counter()
+            step()
+            elapsed[key] += time.perf_counter() - start
     peak_mb = _peak_mem_mb("cpu")
     # identical actions: deterministic rollouts of both implementations on the same frames
     off.reset()
-    ours = build_ours(size, "cpu", "float32")
+    ours[1].reset()
     same = 0
     n_cmp = min(steps, 40)
     for t in range(n_cmp):
         inp = off._env_obs_to_agent(obs[t % len(obs)])
         ac, off.hidden_state, _ = off.policy.act(inp, off._dummy_first, off.hidden_state, stochastic=False)
-        st = ours.act([obs[t % len(obs)]], [t == 0], deterministic=True)
+        st = ours[1].act([obs[t % len(obs)]], [t == 0], deterministic=True)
         same += int(int(ac["buttons"][0, 0]) == st.buttons[0] and int(ac["camera"][0, 0]) == st.camera[0])
+    paired = [dict(impl="ours-pair", size=size, batch=b, dtype="float32", device="cpu", steps=steps,
+                   ms_per_step=1000 * elapsed[b] / steps, ms_per_frame=1000 * elapsed[b] / steps / b,
+                   frames_per_s=steps * b / elapsed[b], peak_mem_mb=peak_mb) for b in (1, 8)]
+    t_off = elapsed["official"]
     return dict(impl="official", size=size, batch=1, dtype="float32", device="cpu", steps=steps,
-                ms_per_step=1000 * elapsed / steps, ms_per_frame=1000 * elapsed / steps,
-                frames_per_s=steps / elapsed, peak_mem_mb=peak_mb,
-                identical_actions=f"{same}/{n_cmp}")
+                ms_per_step=1000 * t_off / steps, ms_per_frame=1000 * t_off / steps,
+                frames_per_s=steps / t_off, peak_mem_mb=peak_mb, identical_actions=f"{same}/{n_cmp}",
+                speedup_b1=t_off / elapsed[1], speedup_per_frame_b8=8 * t_off / elapsed[8], paired=paired)
 
 
 def run_agreement(size: str, device: str, steps: int) -> Dict[str, Any]:
@@ -179,76 +227,214 @@ def run_agreement(size: str, device: str, steps: int) -> Dict[str, Any]:
                 buttons_agree=same_b / steps, camera_agree=same_c / steps)
 
 
+def record_actions(size: str, steps: int, path: str) -> Dict[str, Any]:
+    """Our fp32 argmax actions on this device (CPU: what the official agent picks too) for ``--tf32``."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    agent = build_ours(size, "cpu", "float32")
+    ids = np.array([[st.buttons[0], st.camera[0]] for st in
+                    (agent.act([{"pov": f}], [t == 0], deterministic=True) for t, f in enumerate(frames(steps, 1)))])
+    np.savez_compressed(path, size=size, actions=ids)
+    return dict(impl="recorded", size=size, steps=steps, path=path)
+
+
+def run_tf32(size: str, ref_path: str) -> Dict[str, Any]:
+    """CUDA fp32 with and without TF32 convolutions vs actions recorded on a CPU (``--record``)."""
+    import torch
+
+    ref = np.load(ref_path)["actions"]
+    out: Dict[str, Any] = dict(impl="tf32", size=size, device="cuda", steps=len(ref))
+    for tf32 in (True, False):
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+        agent = build_ours(size, "cuda", "float32")
+        ids = np.array([[st.buttons[0], st.camera[0]] for st in
+                        (agent.act([{"pov": f}], [t == 0], deterministic=True)
+                         for t, f in enumerate(frames(len(ref), 1)))])
+        out["tf32_on" if tf32 else "tf32_off"] = int((ids == ref).all(axis=1).sum())
+    return out
+
+
+def machine_info() -> Dict[str, Any]:
+    """Where the numbers came from: CPU model and the SIMD flags that decide oneDNN's kernels, GPU, torch."""
+    import torch
+
+    flags, model = set(), platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            elif line.startswith("model name") and model in ("", "x86_64"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    try:
+        bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        bf16 = None
+    info = dict(cpu=model, cpus=os.cpu_count(), cpu_flags=[f for f in wanted if f in flags],
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), onednn_bf16=bf16,
+                torch=torch.__version__, platform=platform.platform(), gpu=None)
+    if torch.cuda.is_available():
+        info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
+                    cudnn_tf32=torch.backends.cudnn.allow_tf32, matmul_tf32=torch.backends.cuda.matmul.allow_tf32)
+    return info
+
+
+IN_PROCESS = False  # --in-process: run every case in this process (faster start; GPU peak memory still per case)
+
+
 def _subprocess(args: List[str]) -> Dict[str, Any]:
+    if IN_PROCESS:
+        try:
+            result = _child_result(_parser().parse_args(args))
+        except Exception as e:  # keep measuring the other cases; the row says what failed
+            result = dict(impl="error", case=" ".join(args), error=f"{type(e).__name__}: {e}"[:500])
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return result
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"case {args} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _fmt(x: Any, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
 def _table(rows: List[Dict[str, Any]]) -> str:
-    head = f"{'impl':10} {'size':4} {'dev':4} {'dtype':8} {'B':>3} {'ms/step':>8} {'ms/frame':>8} {'frames/s':>8} {'peak MB':>8}"
+    head = (f"{'impl':10} {'size':4} {'dev':4} {'dtype':8} {'graph':5} {'B':>4} {'ms/step':>8} {'ms/frame':>8} "
+            f"{'frames/s':>9} {'fwd ms':>7} {'prep ms':>7} {'peak MB':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["impl"] == "agreement":
-            lines.append(f"bf16 vs fp32 argmax agreement ({r['size']}, {r['steps']} steps): buttons "
+            lines.append(f"bf16 vs fp32 argmax agreement ({r['size']}, {r['device']}, {r['steps']} steps): buttons "
                          f"{100 * r['buttons_agree']:.1f}%, camera {100 * r['camera_agree']:.1f}%")
             continue
+        if r["impl"] == "tf32":
+            lines.append(f"CUDA fp32 actions equal to the CPU-recorded ones ({r['size']}, {r['steps']} steps): "
+                         f"TF32 on {r['tf32_on']}/{r['steps']}, TF32 off {r['tf32_off']}/{r['steps']}")
+            continue
+        if r["impl"] == "error":
+            lines.append(f"FAILED {r['case']}: {r['error']}")
+            continue
+        if r["impl"] == "recorded":
+            lines.append(f"recorded {r['steps']} CPU fp32 actions of {r['size']} in {r['path']}")
+            continue
         extra = f"  identical actions {r['identical_actions']}" if "identical_actions" in r else ""
-        lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {r['dtype']:8} {r['batch']:>3} "
-                     f"{r['ms_per_step']:8.1f} {r['ms_per_frame']:8.2f} {r['frames_per_s']:8.1f} "
+        graph = "on" if r.get("graph") else "off"
+        lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {r['dtype']:8} {graph:5} {r['batch']:>4} "
+                     f"{r['ms_per_step']:8.2f} {r['ms_per_frame']:8.3f} {r['frames_per_s']:9.1f} "
+                     f"{_fmt(r.get('fwd_ms'), '7.2f')} {_fmt(r.get('prep_ms'), '7.2f')} "
                      f"{r['peak_mem_mb']:8.0f}{extra}")
     return "\n".join(lines)
 
 
-def main(argv: List[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", nargs="+", default=["1x"], choices=SIZES)
     p.add_argument("--batch", nargs="+", type=int, default=[1, 4, 8, 32])
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    p.add_argument("--cuda-graph", nargs="+", default=["on"], choices=("on", "off"),
+                   help="CUDA steps with the captured graph (on), without (off), or both")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--official", default=None, help="path to an official Video-Pre-Training checkout to compare")
     p.add_argument("--agreement", type=int, default=0, help="bf16/fp32 agreement rollout length (0: skip)")
-    p.add_argument("--json", default=None, help="write all results to this JSON file")
-    p.add_argument("--case", nargs=4, metavar=("SIZE", "BATCH", "DTYPE", "DEVICE"), help=argparse.SUPPRESS)
+    p.add_argument("--record", default=None, metavar="NPZ",
+                   help="record CPU fp32 argmax actions (--record-steps) of each size to NPZ, for --tf32")
+    p.add_argument("--record-steps", type=int, default=149)
+    p.add_argument("--tf32", default=None, metavar="NPZ",
+                   help="on CUDA: compare fp32 actions with/without TF32 against the actions recorded in NPZ")
+    p.add_argument("--json", default=None, help="write all results to this JSON file (rewritten after each row)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the cases in this process instead of one subprocess each (CPU peak RSS then accumulates)")
+    p.add_argument("--case", nargs=5, metavar=("SIZE", "BATCH", "DTYPE", "DEVICE", "GRAPH"), help=argparse.SUPPRESS)
     p.add_argument("--official-case", nargs=2, metavar=("PATH", "SIZE"), help=argparse.SUPPRESS)
     p.add_argument("--agreement-case", nargs=3, metavar=("SIZE", "DEVICE", "STEPS"), help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.case:  # child process: one measurement, JSON on stdout
-        size, batch, dtype, device = a.case
-        print(json.dumps(run_case(size, int(batch), dtype, device, a.steps, a.warmup)))
-        return
+    p.add_argument("--record-case", nargs=3, metavar=("SIZE", "STEPS", "PATH"), help=argparse.SUPPRESS)
+    p.add_argument("--tf32-case", nargs=2, metavar=("SIZE", "PATH"), help=argparse.SUPPRESS)
+    return p
+
+
+def _child_result(a: argparse.Namespace) -> Dict[str, Any] | None:
+    """The one measurement a child invocation asks for (None for the top-level run)."""
+    if a.case:
+        size, batch, dtype, device, graph = a.case
+        return run_case(size, int(batch), dtype, device, a.steps, a.warmup, graph == "on")
     if a.official_case:
-        print(json.dumps(run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup)))
-        return
+        return run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup)
     if a.agreement_case:
         size, device, steps = a.agreement_case
-        print(json.dumps(run_agreement(size, device, int(steps))))
+        return run_agreement(size, device, int(steps))
+    if a.record_case:
+        return record_actions(a.record_case[0], int(a.record_case[1]), a.record_case[2])
+    if a.tf32_case:
+        return run_tf32(*a.tf32_case)
+    return None
+
+
+def _write_json(path: str, machine: Dict[str, Any], rows: List[Dict[str, Any]]) -> None:
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(machine=machine, results=rows), indent=2))
+    tmp.replace(path)
+
+
+def _report(rows: List[Dict[str, Any]], machine: Dict[str, Any], json_path: str | None) -> None:
+    """Print the newest row; rewrite the JSON file so a run cut short keeps what it measured."""
+    print(_table(rows[-1:]).splitlines()[-1], flush=True)
+    if json_path:
+        _write_json(json_path, machine, rows)
+
+
+def main(argv: List[str] | None = None) -> None:
+    global IN_PROCESS
+    a = _parser().parse_args(argv)
+    result = _child_result(a)
+    if result is not None:  # child process: one measurement, JSON on stdout
+        print(json.dumps(result))
         return
+    IN_PROCESS = a.in_process
 
     import torch
 
     devices = a.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     common = ["--steps", str(a.steps), "--warmup", str(a.warmup)]
+    machine = machine_info()
+    print(f"machine: {machine}", flush=True)
     for size in a.sizes:
+        if a.record:
+            rows.append(_subprocess(["--record-case", size, str(a.record_steps), a.record]))
+            _report(rows, machine, a.json)
         if a.official:
-            rows.append(_subprocess(["--official-case", a.official, size, *common]))
-            print(_table(rows[-1:]), flush=True)
+            off = _subprocess(["--official-case", a.official, size, *common])
+            for r in [off, *off.pop("paired", [])]:
+                rows.append(r)
+                _report(rows, machine, a.json)
+            if "speedup_b1" in off:
+                print(f"ours vs official, same loop: {off['speedup_b1']:.2f}x at B=1, "
+                      f"{off['speedup_per_frame_b8']:.2f}x per frame at B=8", flush=True)
         for device in devices:
+            graphs = a.cuda_graph if device == "cuda" else ["off"]
             for dtype in a.dtypes:
                 for b in a.batch:
-                    rows.append(_subprocess(["--case", size, str(b), dtype, device, *common]))
-                    print(_table(rows[-1:]).splitlines()[-1], flush=True)
+                    for graph in graphs:
+                        rows.append(_subprocess(["--case", size, str(b), dtype, device, graph, *common]))
+                        _report(rows, machine, a.json)
             if a.agreement:
                 rows.append(_subprocess(["--agreement-case", size, device, str(a.agreement)]))
-    machine = dict(platform=platform.platform(), processor=platform.processor(), cpus=os.cpu_count(),
-                   torch=torch.__version__, cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+                _report(rows, machine, a.json)
+            if a.tf32 and device == "cuda":
+                rows.append(_subprocess(["--tf32-case", size, a.tf32]))
+                _report(rows, machine, a.json)
     print(f"\nmachine: {machine}\n" + _table(rows))
-    if a.json:
-        Path(a.json).write_text(json.dumps(dict(machine=machine, results=rows), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""CUDA: graph == eager on the golden data (TF32 off), batched == single, GPU resize == cv2. Skipped without a GPU."""
+import contextlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
+from test_golden import GOLDEN_SEED, RESET_AT
+from vpt_agent import VPTAgent
+from vpt_agent.resize import resize_linear_u8
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """TF32 convolutions/matmuls round inputs to 10 mantissa bits; parity checks need true fp32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _agent(**kw):
+    return VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cuda", **kw)
+
+
+def _golden_rollout(agent, n):
+    steps = []
+    for t in range(n):
+        if t in RESET_AT:
+            agent.reset()
+        steps.append(agent.act([{"pov": make_obs(GOLDEN_SEED, t)}], [t == 0 or t in RESET_AT], deterministic=True))
+    return steps
+
+
+def test_graph_is_the_default_on_cuda_and_can_be_turned_off():
+    assert _agent().cuda_graph and not _agent(cuda_graph=False).cuda_graph
+
+
+@pytest.mark.parametrize("cuda_graph", [True, False], ids=["graph", "eager"])
+def test_golden_parity_on_cuda(golden, cuda_graph):
+    with no_tf32():
+        steps = _golden_rollout(_agent(cuda_graph=cuda_graph), len(golden["vpred"]))
+    for t, st in enumerate(steps):
+        np.testing.assert_allclose(st.logp_buttons[0], golden["logits_buttons"][t], atol=1e-4, err_msg=f"step {t}")
+        np.testing.assert_allclose(st.logp_camera[0], golden["logits_camera"][t], atol=1e-4, err_msg=f"step {t}")
+        assert abs(st.value[0] - golden["vpred"][t]) < 1e-4, t
+        assert (st.buttons[0], st.camera[0]) == (golden["joint_buttons"][t], golden["joint_camera"][t]), t
+
+
+def test_graph_equals_eager_on_cuda(golden):
+    with no_tf32():
+        graph = _golden_rollout(_agent(cuda_graph=True), len(golden["vpred"]))
+        eager = _golden_rollout(_agent(cuda_graph=False), len(golden["vpred"]))
+    for t, (g, e) in enumerate(zip(graph, eager)):
+        assert (g.buttons[0], g.camera[0]) == (e.buttons[0], e.camera[0]), t
+        np.testing.assert_allclose(g.logp_buttons, e.logp_buttons, atol=1e-5, err_msg=f"step {t}")
+
+
+def test_graph_sampling_is_seeded_like_eager():
+    a, b = _agent(seed=3, cuda_graph=True), _agent(seed=3, cuda_graph=False)
+    with no_tf32():
+        for t in range(12):
+            obs = {"pov": make_obs(4, t)}
+            sa, sb = a.act([obs], [t == 0]), b.act([obs], [t == 0])
+            assert (sa.buttons[0], sa.camera[0]) == (sb.buttons[0], sb.camera[0]), t
+
+
+def test_batched_graph_equals_single_graph_agents():
+    starts = {0: [0, 9], 1: [0, 4, 13], 2: [0, 7]}
+    with no_tf32():
+        batched = _agent()
+        singles = [_agent() for _ in starts]
+        for t in range(18):
+            obs = [{"pov": make_obs(10 + i, t)} for i in starts]
+            first = [t in starts[i] for i in starts]
+            got = batched.act(obs, first, deterministic=True)
+            for i, agent in enumerate(singles):
+                if first[i]:
+                    agent.reset()
+                want = agent.act([obs[i]], [first[i]], deterministic=True)
+                np.testing.assert_allclose(got.logp_buttons[i], want.logp_buttons[0], rtol=1e-4, atol=1e-4)
+                assert (got.buttons[i], got.camera[i]) == (want.buttons[0], want.camera[0]), (t, i)
+
+
+def test_bf16_on_cuda_mostly_agrees_with_fp32():
+    f32, bf16 = _agent(), _agent(dtype="bfloat16")
+    agree = 0
+    for t in range(30):
+        a = f32.act([{"pov": make_obs(7, t)}], [t == 0], deterministic=True)
+        b = bf16.act([{"pov": make_obs(7, t)}], [t == 0], deterministic=True)
+        agree += int(a.buttons[0] == b.buttons[0] and a.camera[0] == b.camera[0])
+    assert agree >= 24
+
+
+def test_gpu_resize_is_bit_exact_with_cv2():
+    rng = np.random.default_rng(0)
+    for hw in [(360, 640), (720, 1280), (64, 100)]:
+        imgs = rng.integers(0, 256, (4, *hw, 3), dtype=np.uint8)
+        got = resize_linear_u8(torch.from_numpy(imgs).cuda(), (128, 128)).cpu().numpy()
+        for i in range(4):
+            assert np.array_equal(got[i], cv2.resize(imgs[i], (128, 128), interpolation=cv2.INTER_LINEAR)), hw

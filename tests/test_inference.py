@@ -1,0 +1,102 @@
+"""The in-place ring-buffer engine (vpt_agent.inference) equals the eager ``VPTPolicy.forward`` path."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
+from test_golden_configs import _build, _compare, _config_names, _frame, _golden, _net_kwargs
+from vpt_agent import VPTAgent
+from vpt_agent.inference import StepEngine, cast_for_inference, supports
+
+
+def _frames(agent, seeds, t):
+    return agent._frames([{"pov": make_obs(s, t)} for s in seeds])
+
+
+def test_engine_equals_eager_forward_over_a_wrapped_memory():
+    """3 envs restarting at different steps, 3x the memory length: same log-probs, values and argmax."""
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu")
+    policy = agent.policy
+    L = policy.cfg.maxlen
+    starts = {0: {0, 5}, 1: {0, L + 3}, 2: {0, 2 * L + 1}}
+    engine = StepEngine(policy, 3)
+    with torch.inference_mode():
+        state = policy.initial_state(3)
+        for t in range(3 * L + 2):
+            frames = _frames(agent, (30, 31, 32), t)
+            first = torch.tensor([t in starts[i] for i in range(3)])
+            want = policy(frames[:, None], first[:, None], state)
+            state = want.state
+            got = engine(frames, first)
+            for k in ("camera", "buttons"):
+                np.testing.assert_allclose(got.logp[k].numpy(), want.logp[k][:, 0].numpy(), atol=2e-5, err_msg=f"t={t}")
+                assert got.logp[k].argmax(-1).tolist() == want.logp[k][:, 0].argmax(-1).tolist(), t
+            np.testing.assert_allclose(got.value.numpy(), want.value[:, 0].numpy(), atol=2e-5)
+    assert int(engine.pos) == (3 * L + 2) % L  # the write index wrapped around the ring
+
+
+@pytest.mark.parametrize("name", [n for n in _config_names()
+                                  if str(_golden(n)["mode"]) == "single"
+                                  and _net_kwargs(_golden(n))["attention_mask_style"] == "clipped_causal"])
+def test_engine_matches_official_golden_configs(name):
+    """The engine on the official outputs of the extra configs (reset steps: first=True on the old memory)."""
+    g = _golden(name)
+    policy = _build(g)
+    img_shape, obs_seed, resets = _net_kwargs(g)["img_shape"], int(g["obs_seed"]), set(g["reset_at"].tolist())
+    engine = StepEngine(policy, 1)
+    logp, values = {"camera": [], "buttons": []}, []
+    with torch.inference_mode():
+        for t in range(int(g["steps"])):
+            out = engine(torch.from_numpy(_frame(obs_seed, t, img_shape))[None], torch.tensor([t in resets]))
+            for k in logp:
+                logp[k].append(out.logp[k][0].double().numpy())
+            values.append(float(out.value[0]))
+    _compare(name, g, {k: np.stack(v) for k, v in logp.items()}, np.array(values))
+
+
+def test_mask_none_config_uses_the_eager_path():
+    name = next(n for n in _config_names() if _net_kwargs(_golden(n))["attention_mask_style"] == "none")
+    policy = _build(_golden(name))
+    assert not supports(policy)
+    with pytest.raises(NotImplementedError):
+        StepEngine(policy, 1)
+    agent = VPTAgent(policy, device="cpu")
+    h, w = policy.cfg.img_shape[:2]
+    agent.get_action({"pov": make_obs(1, 0)})
+    assert agent._engine is None and agent._state is not None and agent._state[0].keys.shape[0] == 1
+
+
+def test_engine_rejects_a_wrong_batch():
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu")
+    engine = StepEngine(agent.policy, 2)
+    with pytest.raises(ValueError, match="steps 2 envs"):
+        engine(_frames(agent, (1,), 0), torch.tensor([True]))
+    with pytest.raises(ValueError, match="cuda_graph"):
+        StepEngine(agent.policy, 1, cuda_graph=True)
+    with pytest.raises(ValueError, match="cuda_graph"):
+        VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", cuda_graph=True)
+
+
+def test_bf16_weights_are_converted_once_and_value_head_stays_fp32():
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", dtype="bfloat16")
+    p = agent.policy
+    assert p.net.recurrent_layer.blocks[0].r.orc_block.q_layer.weight.dtype == torch.bfloat16
+    assert p.pi_head["buttons"].linear_layer.weight.dtype == torch.bfloat16
+    assert p.value_head.linear.weight.dtype == torch.float32
+    assert p.value_head.normalizer.debiasing_term.dtype == torch.float32
+    st = agent.act([{"pov": make_obs(0, 0)}], [True])
+    assert st.logp_buttons.dtype == np.float32 and np.isfinite(st.value).all()
+    # the eager path runs on the bf16 weights as well (and reloading keeps them bf16)
+    with torch.inference_mode():
+        out = p(_frames(agent, (0,), 0)[:, None], torch.tensor([[True]]), p.initial_state(1))
+    assert out.logp["buttons"].dtype == torch.float32
+    agent.load_weights(SMALL_WEIGHTS)
+    assert p.net.final_ln.weight.dtype == torch.bfloat16
+
+
+def test_cast_for_inference_keeps_float32_a_no_op():
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu")
+    before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+    cast_for_inference(agent.policy, torch.float32)
+    after = agent.policy.state_dict()
+    assert all(torch.equal(before[k], after[k]) and after[k].dtype == before[k].dtype for k in before)
