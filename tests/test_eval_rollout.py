@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vpt_agent.eval.records import CRASHED, TRUNCATED, EpisodeRecord, EpisodeTask
-from vpt_agent.eval.rollout import Rollout, RolloutAborted, RolloutListener
+from vpt_agent.eval.rollout import Rollout, RolloutAborted, RolloutListener, split_groups
 from vpt_agent.eval.workers import EnvRunner, EnvSpec, Transition, WorkerFailed
 
 POV_ENV = "evalenvs:evalenvs/Pov-v0"
@@ -83,7 +83,7 @@ class Recorder(RolloutListener):
         self.records.append(record)
 
 
-def run(tasks, num_envs, env_kwargs, max_retries=2, policy=None, max_steps=None):
+def run(tasks, num_envs, env_kwargs, max_retries=2, policies=None, max_steps=None):
     spec = EnvSpec(POV_ENV, env_kwargs, max_steps)
     workers = []
 
@@ -92,7 +92,7 @@ def run(tasks, num_envs, env_kwargs, max_retries=2, policy=None, max_steps=None)
         return workers[-1]
 
     recorder = Recorder()
-    rollout = Rollout(policy or MemoryPolicy(), make_worker, num_envs, tasks, [recorder], max_retries=max_retries,
+    rollout = Rollout(policies or [MemoryPolicy()], make_worker, num_envs, tasks, [recorder], max_retries=max_retries,
                       step_timeout=5.0, reset_timeout=5.0)
     rollout.run()
     return recorder, rollout, workers
@@ -172,3 +172,38 @@ def test_step_without_reset_is_a_reset_needed_error():
 def test_time_limit_is_applied_once_by_gymnasium():
     recorder, _, _ = run(TASKS[:3], 2, {"length": 50}, max_steps=3)
     assert [(r["length"], r["outcome"]) for r in recorder.records] == [(3, TRUNCATED)] * 3
+
+
+def test_pipelined_groups_give_the_same_results_with_their_own_memories():
+    reference = by_index(run(TASKS, 1, KWARGS)[0].records)
+    for k, g, sizes in ((4, 2, [2, 2]), (5, 2, [2, 3]), (5, 3, [1, 2, 2]), (2, 3, [1, 1])):
+        policies = [MemoryPolicy() for _ in range(g)]
+        recorder, rollout, _ = run(TASKS, k, KWARGS, policies=policies)
+        assert by_index(recorder.records) == reference, (k, g)
+        used = [p for p in policies if p.batches]
+        assert sorted(set(p.batches[0] for p in used)) == sorted(set(sizes))
+        assert all(len(set(p.batches)) == 1 for p in used)  # each group's batch size is fixed
+        assert rollout.stats.session()["group_sizes"] == [len(r) for r in split_groups(k, g)]
+
+
+def test_split_groups():
+    assert split_groups(5, 2) == [range(0, 2), range(2, 5)]
+    assert split_groups(12, 3) == [range(0, 4), range(4, 8), range(8, 12)]
+    assert split_groups(2, 4) == [range(0, 1), range(1, 2)]
+    assert split_groups(3, 1) == [range(0, 3)]
+
+
+def test_full_frames_only_for_episodes_a_listener_asks_for():
+    class Wants(Recorder):
+        def wants_full_frames(self, task):
+            return task.index == 1
+
+        def on_step(self, task, action, obs):
+            self.events.append((task.index, obs.frame.shape, None if obs.full_frame is None else obs.full_frame.shape))
+
+    spec = EnvSpec(POV_ENV, {"length": 2, "pov_shape": (36, 64)}, frame_size=(12, 16))
+    listener = Wants()
+    Rollout([MemoryPolicy()], lambda slot: FakeWorker(spec), 1, TASKS[:2], [listener], max_retries=0,
+            step_timeout=5.0, reset_timeout=5.0).run()
+    steps = {event for event in listener.events if event[0] != "reset"}
+    assert steps == {(0, (12, 16, 3), None), (1, (12, 16, 3), (36, 64, 3))}

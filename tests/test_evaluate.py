@@ -132,6 +132,9 @@ def test_exact_episode_count_with_k_envs_and_consistent_report(tmp_path):
         assert rate == pytest.approx(sum(r.get("items", {}).get(item, 0) > 0 for r in done.values()) / 5)
     thr = summary["throughput"]
     assert thr["env_steps_per_s"] > 0 and thr["agent_steps_per_s"] > 0
+    assert thr["bound_steps_per_s"] == pytest.approx(min(2 * thr["env_steps_per_s"], thr["agent_steps_per_s"]))
+    assert thr["share_of_bound"] == pytest.approx(thr["overall_steps_per_s"] / thr["bound_steps_per_s"])
+    assert summary["session"]["group_sizes"] == [1, 1]  # K=2 runs as two pipelined groups by default
     assert summary["config"]["num_envs"] == 2 and summary["versions"]["torch"]
     assert (out / report.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -143,15 +146,19 @@ def returns_and_lengths(out: Path) -> dict:
     return {i: (r["return"], r["length"]) for i, r in finished(out).items()}
 
 
-def test_deterministic_returns_same_for_any_k(tmp_path):
-    """Per-env memory is independent (first[i] at each episode start), so K does not change results."""
-    evaluate(make_config(tmp_path / "k1", num_envs=1, **DET_ENV))
-    evaluate(make_config(tmp_path / "k3", num_envs=3, **DET_ENV))
-    k1 = returns_and_lengths(tmp_path / "k1")
-    assert sorted(k1) == list(range(4))
-    assert len({length for _, length in k1.values()}) > 1  # episodes end at different steps
-    assert len({ret for ret, _ in k1.values()}) == 4  # returns depend on the actions
-    assert returns_and_lengths(tmp_path / "k3") == k1
+def test_deterministic_returns_same_for_any_k_and_pipelining(tmp_path):
+    """Per-env memory is independent (first[i] at each episode start), so neither K nor the pipelined groups
+    (each with its own memory) change results: K=1, K=4 lock-step and K=4 in two groups agree."""
+    k1 = evaluate(make_config(tmp_path / "k1", num_envs=1, **DET_ENV))
+    k4 = evaluate(make_config(tmp_path / "k4", num_envs=4, pipeline=1, **DET_ENV))
+    piped = evaluate(make_config(tmp_path / "k4g2", num_envs=4, pipeline=2, **DET_ENV))
+    reference = returns_and_lengths(tmp_path / "k1")
+    assert sorted(reference) == list(range(4))
+    assert len({length for _, length in reference.values()}) > 1  # episodes end at different steps
+    assert len({ret for ret, _ in reference.values()}) == 4  # returns depend on the actions
+    assert returns_and_lengths(tmp_path / "k4") == reference
+    assert returns_and_lengths(tmp_path / "k4g2") == reference
+    assert [s["session"]["group_sizes"] for s in (k1, k4, piped)] == [[1], [4], [2, 2]]
 
 
 def test_ray_backend_gives_same_returns_and_survives_actor_death(tmp_path):
@@ -273,6 +280,10 @@ def test_video_of_first_episodes(tmp_path):
     videos = sorted((out / "videos").iterdir())
     assert [v.name for v in videos] == ["episode_00000.mp4"]
     assert videos[0].read_bytes()[4:8] == b"ftyp"
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(videos[0]) as reader:  # full-size frames, not the model's 128x128 input
+        assert reader.get_data(0).shape == (72, 128, 3) and reader.count_frames() == 5
 
 
 def test_resume_with_different_settings_is_refused(tmp_path):

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 import typing
 from typing import Any, Dict, Optional, Sequence
@@ -25,9 +26,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _json_object(text: str) -> Dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)  # NaN/Infinity are not JSON
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from None
     if not isinstance(value, dict):
@@ -73,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
             options["choices"] = meta["choices"]
         if "metavar" in meta:
             options["metavar"] = meta["metavar"]
-        options["type"] = _json_object if typing.get_origin(kind) in (dict, typing.Dict) else kind
+        if typing.get_origin(kind) in (dict, typing.Dict):
+            options["type"] = _json_object
+        else:
+            options["type"] = _finite_float if kind is float else kind
         parser.add_argument(*names, **options)
     parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, help="logging verbosity")
     return parser
@@ -101,6 +119,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RolloutAborted as err:
         print(f"error: run aborted: {err} (finished episodes are on disk)", file=sys.stderr)
         return 1
+    except OSError as err:  # disk full, a read-only or vanished --out, ...: one line, not a traceback
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"error: {err.strerror or err}{where} (finished episodes are on disk; fix this and continue with "
+              f"--resume --out {config.out or 'DIR'})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished episodes and their summary are on disk; continue with --resume",
               file=sys.stderr)

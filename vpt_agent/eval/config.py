@@ -9,7 +9,7 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import VPTError
 from .workers import EnvSpec, import_env_modules, make_env
@@ -50,8 +50,11 @@ class EvalConfig:
         "official model by name (python -m vpt_agent.zoo list), downloaded and cached on first use", metavar="NAME"))
     device: str = field(default="auto", metadata=_opt("where the policy runs", choices=("auto", "cpu", "cuda")))
     dtype: str = field(default="float32", metadata=_opt(
-        "policy precision (bfloat16 = autocast)", choices=("float32", "bfloat16")))
+        "policy precision (bfloat16 is fast on GPUs and on CPUs with native bf16)", choices=("float32", "bfloat16")))
     num_envs: int = field(default=1, metadata=_opt("env processes in parallel", short="-k", minimum=1, metavar="K"))
+    pipeline: Optional[int] = field(default=None, metadata=_opt(
+        "split the K envs into G groups, each with its own policy memory, so that one group's policy forward "
+        "overlaps the other groups' env steps (default: 2 when K >= 2; 1 = lock-step)", minimum=1, metavar="G"))
     deterministic: bool = field(default=False, metadata=_opt("argmax actions instead of sampling"))
     seed: int = field(default=0, metadata=_opt("episode i uses env seed S+i; also seeds action sampling",
                                                metavar="S"))
@@ -115,9 +118,14 @@ def probe_env(spec: EnvSpec) -> None:
     env.close()
 
 
-def env_spec(config: EvalConfig) -> EnvSpec:
-    """What the env workers of this run build."""
-    return EnvSpec(config.env, dict(config.env_kwargs), config.max_steps)
+def env_spec(config: EvalConfig, frame_size: Optional[Tuple[int, int]] = None) -> EnvSpec:
+    """What the env workers of this run build; ``frame_size`` = the model's input (h, w), resized in the workers."""
+    return EnvSpec(config.env, dict(config.env_kwargs), config.max_steps, frame_size)
+
+
+def pipeline_groups(config: EvalConfig, num_envs: int) -> int:
+    """G: ``--pipeline``, else 2 when there are at least 2 envs; never more than the envs."""
+    return max(1, min(config.pipeline or 2, num_envs))
 
 
 def _check_fields(config: EvalConfig) -> None:

@@ -5,8 +5,9 @@ The rollout builds every record with :func:`episode_record`; the runner stamps t
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict, Optional, TypedDict
+from typing import Any, Dict, Optional, TypedDict
 
 TERMINATED = "terminated"  # the env ended the episode (e.g. the agent died)
 TRUNCATED = "truncated"  # the time limit (or the env) cut the episode short
@@ -54,7 +55,10 @@ class EpisodeRecord(_RecordCore, EpisodeEnd, total=False):
 def episode_record(task: EpisodeTask, outcome: str, episode_return: float, length: int, wall_time_s: float,
                    worker: int, end: Optional[EpisodeEnd] = None, error: Optional[str] = None,
                    will_retry: Optional[bool] = None) -> EpisodeRecord:
-    """Build the record of an episode attempt (``end`` for finished episodes, ``error`` for crashed ones)."""
+    """Build the record of an episode attempt (``end`` for finished episodes, ``error`` for crashed ones).
+
+    A finished attempt whose return is NaN or infinite becomes a crashed one (see :func:`nonfinite_as_crash`).
+    """
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
     record: EpisodeRecord = {"index": task.index, "seed": task.seed, "attempt": task.attempt, "outcome": outcome,
@@ -65,4 +69,31 @@ def episode_record(task: EpisodeTask, outcome: str, episode_return: float, lengt
     if error is not None:
         record["error"] = error[:2000]
         record["will_retry"] = bool(will_retry)
-    return record
+    return nonfinite_as_crash(record)
+
+
+def is_finite_number(value: Any) -> bool:
+    """A real, finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def nonfinite_as_crash(record: EpisodeRecord) -> EpisodeRecord:
+    """The record with a NaN/Inf ``return`` made JSON-safe: ``return`` null, and a finished attempt made crashed.
+
+    A non-finite reward means the env is broken; its episode has no meaningful return, so it is treated like any
+    env fault: a crashed attempt that never enters the statistics (``--resume`` runs that index again). JSON has
+    no NaN, so the value is kept only as text in ``error``. Other records are returned unchanged.
+    """
+    value = record.get("return")
+    if value is None or is_finite_number(value):
+        return record
+    fixed: EpisodeRecord = dict(record)  # type: ignore[assignment]
+    fixed["return"] = None  # type: ignore[typeddict-item]
+    why = f"non-finite return {value!r}: the env paid a NaN or infinite reward"
+    if fixed.get("outcome") != CRASHED:
+        fixed["outcome"] = CRASHED
+        fixed["error"] = why
+        fixed["will_retry"] = False
+    else:
+        fixed["error"] = f"{fixed.get('error', '')} ({why})".strip()
+    return fixed

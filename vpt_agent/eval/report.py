@@ -1,4 +1,4 @@
-"""Evaluation report: the episode log, return statistics, item success rates, plot and table.
+"""Evaluation report: the episode log, return statistics, item success rates, plots and table.
 
 The episode log (``episodes.jsonl``) is the source of truth of an evaluation run: one JSON object
 per finished episode attempt, appended, flushed and fsync'd as soon as the episode ends. Everything
@@ -7,17 +7,20 @@ rebuilt at any time, including after a crash or a kill.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .records import CRASHED, EpisodeRecord, EpisodeTask
+from .config import EvalError
+from .records import CRASHED, OUTCOMES, EpisodeRecord, EpisodeTask, is_finite_number, nonfinite_as_crash
 from .rollout import RolloutListener
 
 logger = logging.getLogger(__name__)
@@ -25,12 +28,84 @@ logger = logging.getLogger(__name__)
 EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "returns.png"
+ITEMS_PLOT_FILE = "items.png"
+TEMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" next to their target
 SMOKE_TEST_LABEL = "SMOKE TEST: random (untrained) weights, not a real evaluation"
 
 # Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def record_problem(record: Any) -> Optional[str]:
+    """Why ``record`` (one parsed line of ``episodes.jsonl``) is not a usable episode record, or ``None``."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    index = record.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        return f"'index' must be an integer >= 0, got {index!r}"
+    if record.get("outcome") not in OUTCOMES:
+        return f"'outcome' must be one of {', '.join(OUTCOMES)}, got {record.get('outcome')!r}"
+    value = record.get("return")
+    if not (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
+        return f"'return' must be a number, got {value!r}"
+    if value is None and record["outcome"] != CRASHED:
+        return "'return' is missing"
+    length = record.get("length")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        return f"'length' must be an integer >= 0, got {length!r}"
+    if "items" in record and not isinstance(record["items"], dict):
+        return "'items' must be an object"
+    return None
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN/Inf float replaced by ``None`` (JSON has no NaN) and numpy scalars made Python."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
+        return json_safe(value.item())  # a numpy scalar or 0-d array
+    return value
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a fresh temporary path next to ``path``; on success it replaces ``path``, on any error it is removed.
+
+    The name is unique (``.<name>.<random>.tmp``), so two writers never share a temporary file, and a failed
+    write (disk full, an exception, Ctrl-C) leaves neither a half-written ``path`` nor a temporary file.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
 
 
 class EpisodeLog:
@@ -45,40 +120,47 @@ class EpisodeLog:
         self.path = Path(path)
         self._fh = None
 
-    def load(self) -> List[EpisodeRecord]:
-        """Read all records; a corrupt (truncated) last line is logged and dropped from the file.
+    def load(self, repair: bool = True) -> List[EpisodeRecord]:
+        """Read all records; a truncated last line (an interrupted write) is logged and dropped.
 
-        A corrupt line anywhere else means the file was edited or damaged by something other than
-        an interrupted write; that raises ``ValueError`` instead of silently losing data.
+        With ``repair`` (only while holding the run directory's lock) the file itself is fixed: the truncated line
+        removed, a missing final newline added. A line anywhere else that is not a valid episode record means the
+        file was edited or damaged by something other than an interrupted write: :class:`EvalError` (a
+        ``ValueError``) naming the line, instead of silently losing data. A record with a NaN/Inf return (written
+        by an older version) is read as a crashed attempt (:func:`~vpt_agent.eval.records.nonfinite_as_crash`).
         """
         if not self.path.exists():
             return []
-        raw = self.path.read_bytes()
+        try:
+            raw = self.path.read_bytes()
+        except OSError as err:
+            raise EvalError(f"{self.path}: cannot read: {err.strerror or err}") from None
         lines = raw.split(b"\n")
         records: List[EpisodeRecord] = []
         good_bytes = 0
         last_content = max((i for i, line in enumerate(lines, start=1) if line.strip()), default=0)
         for number, line in enumerate(lines, start=1):
-            is_last = number == last_content
             if not line.strip():
                 good_bytes += len(line) + 1
                 continue
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict) or "index" not in record:
-                    raise ValueError("not an episode record")
             except ValueError:
-                if not is_last:
-                    raise ValueError(
-                        f"{self.path}: line {number} is not a valid episode record and is not the "
-                        f"last line; refusing to guess (fix or remove that line)") from None
+                if number != last_content:
+                    raise EvalError(f"{self.path}: line {number} is not valid JSON and is not the last line; "
+                                    "refusing to guess (fix or remove that line)") from None
                 logger.warning("%s: dropping corrupt last line %d (%d bytes, an interrupted write)",
                                self.path, number, len(line))
-                self._truncate(good_bytes)
+                if repair:
+                    self._truncate(raw[:good_bytes])
                 return records
-            records.append(record)
+            problem = record_problem(record)
+            if problem:
+                raise EvalError(f"{self.path}: line {number} is not a valid episode record ({problem}); "
+                                "refusing to guess (fix or remove that line)")
+            records.append(nonfinite_as_crash(record))
             good_bytes += len(line) + 1
-        if raw and not raw.endswith(b"\n"):
+        if repair and raw and not raw.endswith(b"\n"):
             # Last record is valid JSON but lacks its newline: complete it so appends stay aligned.
             with open(self.path, "ab") as fh:
                 fh.write(b"\n")
@@ -86,21 +168,20 @@ class EpisodeLog:
                 os.fsync(fh.fileno())
         return records
 
-    def _truncate(self, size: int) -> None:
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        data = self.path.read_bytes()[:size]
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+    def _truncate(self, data: bytes) -> None:
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def append(self, record: EpisodeRecord) -> None:
         """Append one record as a line, flushed and fsync'd before returning."""
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(record, sort_keys=False) + "\n")
+        line = json.dumps(json_safe(nonfinite_as_crash(record)), allow_nan=False)  # strict JSON, one line
+        self._fh.write(line + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -164,14 +245,163 @@ def return_stats(returns: Sequence[float]) -> Dict[str, Any]:
             "min": min(returns), "max": max(returns)}
 
 
+Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> Optional[Tuple[float, float]]:
+    """Wilson score interval of a binomial proportion (95% by default); ``None`` when ``n == 0``.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0 or n successes, which is
+    where the interesting tech-tree items (diamonds) live.
+    """
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, {n}], got {successes}")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the edges (no rounding to 0.9999...)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def _count(value: Any) -> float:
+    return float(value) if is_finite_number(value) else 0.0
+
+
+def _reports_items(records: Sequence[EpisodeRecord]) -> bool:
+    """Whether the env reports items at all (some finished episode carries an ``items`` object)."""
+    return any(isinstance(r.get("items"), dict) for r in records)
+
+
+def _tree_order(names: Iterable[str]) -> List[str]:
+    """Names in tech-tree order (``vpt_envs.protocols.TECH_TREE``), the others after them by name."""
+    tree = _tech_tree()
+    rank = {name: i for i, name in enumerate(tree)}
+    return sorted(set(names), key=lambda name: (rank.get(name, len(tree)), name))
+
+
 def item_success_rates(records: Sequence[EpisodeRecord]) -> Dict[str, float]:
-    """Share of episodes in which each item was obtained (count > 0), as in the VPT paper's tables."""
-    with_items = [r for r in records if isinstance(r.get("items"), dict)]
-    if not with_items:
+    """Share of finished episodes in which each reported item name was obtained (count > 0), tech-tree first.
+
+    The denominator is every finished episode (an episode that obtained nothing may carry no ``items``), as long
+    as the env reports items at all; otherwise the result is empty.
+    """
+    if not records or not _reports_items(records):
         return {}
-    names = sorted({name for r in with_items for name in r["items"]})
-    return {name: sum(1 for r in with_items if r["items"].get(name, 0) > 0) / len(with_items)
-            for name in names}
+    names = {name for r in records if isinstance(r.get("items"), dict) for name in r["items"]}
+    return {name: sum(1 for r in records if _count((r.get("items") or {}).get(name)) > 0) / len(records)
+            for name in _tree_order(names)}
+
+
+def _tech_tree() -> Tuple[str, ...]:
+    try:
+        from vpt_envs.protocols import TECH_TREE
+    except ImportError:  # the env package is part of this distribution; be robust anyway
+        return ()
+    return TECH_TREE
+
+
+def _item_groups() -> Mapping[str, Tuple[str, ...]]:
+    try:
+        from vpt_envs.rewards import ITEM_GROUPS
+    except ImportError:
+        return {}
+    return ITEM_GROUPS
+
+
+def obtained(items: Mapping[str, Any], name: str) -> bool:
+    """Whether an episode's ``items`` show ``name`` obtained: the name itself, or any member of its group
+    (``"log"`` = any of the six ``*_log`` items when counts come from the inventory)."""
+    members = (name, *_item_groups().get(name, ()))
+    return any(_count(items.get(member)) > 0 for member in members)
+
+
+def _protocol(name: Optional[str]):
+    if not name:
+        return None
+    try:
+        from vpt_envs.protocols import get_protocol
+
+        return get_protocol(name)
+    except (ImportError, ValueError):
+        return None
+
+
+def _bare_env_id(env_id: Optional[str]) -> str:
+    return (env_id or "").split(":", 1)[-1]
+
+
+def _is_minerl_env(env_id: Optional[str]) -> bool:
+    try:
+        from vpt_envs.minerl import MINERL_ENVS
+    except ImportError:
+        return False
+    bare = _bare_env_id(env_id)
+    return bare.startswith("vpt/") and bare.removeprefix("vpt/") in MINERL_ENVS
+
+
+def report_items(records: Sequence[EpisodeRecord], config: Mapping[str, Any]) -> Tuple[List[str], str]:
+    """The items the report's table lists, and why: the protocol's items (``config["protocol"]``), the whole tech
+    tree for MineRL envs, else the tech-tree items (groups resolved) then the other item names the env reported."""
+    protocol = _protocol(config.get("protocol"))
+    if protocol is not None:
+        return list(protocol.items), f"the items of protocol {protocol.name}, tech-tree order"
+    if _is_minerl_env(config.get("env")):
+        return list(_tech_tree()), "VPT's tech tree (vpt_envs.protocols.TECH_TREE)"
+    reported = {name for r in records if isinstance(r.get("items"), dict) for name in r["items"]}
+    grouped = {member for members in _item_groups().values() for member in members}
+    tree = [name for name in _tech_tree() if any(obtained(r.get("items") or {}, name) for r in records)]
+    others = sorted(reported - set(tree) - grouped)
+    return tree + others, "items the env reported: tech-tree items first (in its order), then the others by name"
+
+
+def reference_results(config: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Public results for the run's zoo model (``config["zoo"]``), from ``vpt_envs.protocols``.
+
+    With ``config["protocol"]``, that protocol's references; without one, those of every protocol played in the
+    run's env (each marked with its protocol, so the table can say the run did not use it).
+    """
+    model = config.get("zoo")
+    if not model:
+        return []
+    try:
+        from vpt_envs.protocols import PROTOCOLS
+    except ImportError:
+        return []
+    chosen = config.get("protocol")
+    candidates = ([PROTOCOLS[chosen]] if chosen in PROTOCOLS else
+                  [p for p in PROTOCOLS.values() if _bare_env_id(p.env_id) == _bare_env_id(config.get("env"))])
+    out: List[Dict[str, Any]] = []
+    seen = set()
+    for protocol in candidates:
+        for ref in protocol.references_for(model):
+            if ref.source in seen:
+                continue
+            seen.add(ref.source)
+            out.append({"label": ref.label, "source": ref.source, "url": ref.url, "model": ref.model,
+                        "episodes": ref.episodes, "episodes_approx": ref.episodes_approx,
+                        "approx_rates": ref.approx_rates, "conditions": ref.conditions,
+                        "protocol": protocol.name, "run_used_protocol": chosen == protocol.name,
+                        "success_rates": dict(ref.success_rates)})
+    return out
+
+
+def item_table(records: Sequence[EpisodeRecord], items: Sequence[str],
+               references: Sequence[Mapping[str, Any]] = ()) -> List[Dict[str, Any]]:
+    """One row per item: successes (finished episodes that obtained it at least once), n, rate, Wilson 95% CI,
+    and the reference rate of each reference that reports the item (by label; ``None`` where it does not)."""
+    n = len(records)
+    rows = []
+    for name in items:
+        k = sum(1 for r in records if obtained(r.get("items") or {}, name))
+        ci = wilson_interval(k, n)
+        rows.append({"item": name, "successes": k, "episodes": n, "rate": k / n if n else None,
+                     "ci95": list(ci) if ci else None,
+                     "references": {ref["label"]: ref["success_rates"].get(name) for ref in references}})
+    return rows
 
 
 def throughput(finished: Sequence[EpisodeRecord], session: Mapping[str, Any]) -> Dict[str, Any]:
@@ -232,6 +462,7 @@ def build_summary(records: Sequence[EpisodeRecord], *, episodes_requested: int, 
         "crashed_attempts": sum(status.attempts.values()),
         "episodes_given_up": sorted(status.gave_up),
         "item_success_rates": item_success_rates(finished),
+        **item_section(finished, config),
         "mean_length": (steps / len(finished)) if finished else None,
         "throughput": throughput(finished, session),
         "session": dict(session),
@@ -241,15 +472,34 @@ def build_summary(records: Sequence[EpisodeRecord], *, episodes_requested: int, 
     return summary
 
 
+def item_section(finished: Sequence[EpisodeRecord], config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The summary's item keys: ``items`` (the per-item table, see :func:`item_table`) and ``references``.
+
+    ``items`` is ``None`` when the env reports no items. ``items.note`` says which items are listed and where the
+    counts come from.
+    """
+    references = reference_results(config)
+    listed = _protocol(config.get("protocol")) is not None or _is_minerl_env(config.get("env"))
+    if not finished or not (listed or _reports_items(finished)):
+        return {"items": None, "references": references}
+    names, why = report_items(finished, config)
+    sources = sorted({str(r.get("items_source")) for r in finished if r.get("items_source")})
+    how = {"info": "the env's info['items'] (units obtained)",
+           "inventory": "the largest inventory count seen (items held at the start count too)"}
+    note = (f"share of the {len(finished)} finished episodes that obtained each item at least once, with Wilson "
+            f"95% intervals; {why}; counts from " + (" and ".join(how.get(s, s) for s in sources) or "the env"))
+    return {"items": {"note": note, "rows": item_table(finished, names, references)}, "references": references}
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and rename, so readers never see half a file."""
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` as strict JSON (NaN/Inf as ``null``) via a unique temporary file and a rename, so readers
+    never see half a file and a failed write leaves no temporary file behind."""
+    text = json.dumps(json_safe(data), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def plot_returns(records: Sequence[EpisodeRecord], path: Path, title: str) -> None:
@@ -282,9 +532,66 @@ def plot_returns(records: Sequence[EpisodeRecord], path: Path, title: str) -> No
         ax_hist.set_ylabel("episodes")
         fig.suptitle(title, fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, format="png", dpi=100)
+        _save_png(fig, path)
     finally:
         plt.close(fig)
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def _pct(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    text = f"{100 * value:.1f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def plot_items(summary: Mapping[str, Any], path: Path, title: str) -> bool:
+    """Save the per-item success rates (bars, Wilson 95% intervals) with the reference rates as markers.
+
+    Returns False (and writes nothing) when the summary has no item table.
+    """
+    section = summary.get("items")
+    if not section or not section.get("rows"):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = section["rows"]
+    refs = summary.get("references") or []
+    ys = list(range(len(rows)))[::-1]  # the first item on top
+    rates = [100 * (row["rate"] or 0.0) for row in rows]
+    lows = [rate - 100 * (row["ci95"] or [0, 0])[0] for rate, row in zip(rates, rows)]
+    highs = [100 * (row["ci95"] or [0, 0])[1] - rate for rate, row in zip(rates, rows)]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.32 * len(rows)))
+    try:
+        n = rows[0]["episodes"]
+        ax.barh(ys, rates, xerr=[lows, highs], color="tab:blue", alpha=0.8, capsize=2,
+                label=f"this run (n={n}, Wilson 95% CI)")
+        for j, ref in enumerate(refs):
+            points = [(100 * ref["success_rates"][row["item"]], y) for row, y in zip(rows, ys)
+                      if ref["success_rates"].get(row["item"]) is not None]
+            if points:
+                ax.plot([x for x, _ in points], [y for _, y in points], "os^Dv"[j % 5], color=f"C{j + 1}",
+                        markersize=6, linestyle="none", label=ref["label"][:90])
+        ax.set_yticks(ys)
+        ax.set_yticklabels([row["item"] for row in rows], fontsize=8)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("episodes that obtained the item at least once (%)")
+        stats = summary.get("returns") or {}
+        if stats.get("mean") is not None and stats.get("ci95"):
+            title += f" | mean return {stats['mean']:.3g} [{stats['ci95'][0]:.3g}, {stats['ci95'][1]:.3g}]"
+        ax.set_title(title, fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.5 / (1 + 0.3 * len(rows))))
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return True
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -320,10 +627,11 @@ def format_table(summary: Mapping[str, Any], out_dir: Path) -> str:
                     + (f" = {thr['share_of_bound']:.0%} of the bound {_fmt(thr['bound_steps_per_s'])}"
                        if thr.get("share_of_bound") else "")),
     ]
-    items = summary.get("item_success_rates") or {}
-    if items:
-        shown = sorted(items.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
-        rows.append(("items", ", ".join(f"{name} {rate:.0%}" for name, rate in shown)))
+    section = summary.get("items")
+    if not section:
+        items = summary.get("item_success_rates") or {}
+        if items:
+            rows.append(("items", ", ".join(f"{name} {rate:.0%}" for name, rate in list(items.items())[:12])))
     session = summary.get("session") or {}
     if session.get("interrupted") or session.get("error"):
         why = "INTERRUPTED" if session.get("interrupted") else f"FAILED ({session['error'][:80]})"
@@ -332,7 +640,33 @@ def format_table(summary: Mapping[str, Any], out_dir: Path) -> str:
     width = max(len(name) for name, _ in rows)
     rule = "-" * 72
     body = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-    return f"{rule}\n{body}\n{rule}"
+    items = format_item_table(summary)
+    return f"{rule}\n{body}\n{rule}" + (f"\n{items}\n{rule}" if items else "")
+
+
+def format_item_table(summary: Mapping[str, Any]) -> str:
+    """The per-item success table (ours with its Wilson 95% CI, then one column per reference, legend below)."""
+    section = summary.get("items")
+    if not section or not section.get("rows"):
+        return ""
+    refs = summary.get("references") or []
+    width = max(len("item"), *(len(row["item"]) for row in section["rows"]))
+    head = f"{'item':<{width}}  {'ours':>6}  {'95% CI':<15}" + "".join(f"  {f'ref[{j + 1}]':>7}"
+                                                                    for j in range(len(refs)))
+    lines = [f"items: {section['note']}", head]
+    for row in section["rows"]:
+        ci = row["ci95"]
+        interval = f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "-"
+        cells = "".join(f"  {_pct(row['references'].get(ref['label'])):>7}" for ref in refs)
+        lines.append(f"{row['item']:<{width}}  {_pct(row['rate']):>6}  {interval:<15}{cells}")
+    for j, ref in enumerate(refs):
+        notes = []
+        if ref.get("approx_rates"):
+            notes.append("rates as worded, approximate")
+        if not ref.get("run_used_protocol"):
+            notes.append(f"measured under protocol {ref['protocol']}, which this run did not use")
+        lines.append(f"ref[{j + 1}] {ref['label']}" + (f" ({'; '.join(notes)})" if notes else ""))
+    return "\n".join(lines)
 
 
 class Progress(RolloutListener):

@@ -1,10 +1,16 @@
-"""The evaluation loop: K env workers, batched policy forwards, crash retries.
+"""The evaluation loop: K env workers in G pipelined groups, batched policy forwards, crash retries.
 
 :class:`Rollout` hands episode tasks (index, seed, attempt) to free workers, gathers each step's frames, calls
-the policy once for all envs (``first[i]`` marks env i's episode start so its recurrent memory is cleared),
+the policy once per group of envs (``first[i]`` marks env i's episode start so its recurrent memory is cleared),
 sends the actions back, and reports every observation, step and finished or crashed episode to its listeners.
 A crashed worker is killed and replaced, and its episode is queued again with the same seed until
 ``max_retries`` retries are used up.
+
+Pipelining: the K workers are split into G groups, each with its own policy (own recurrent memory). The loop
+visits the groups in turn: collect the group's step replies, run its forward, send its actions. While one group's
+forward runs, the other groups' envs are stepping, so neither the policy nor the envs wait for each other as
+they do in lock-step (G = 1). Each env's actions depend only on its own frames and memory, so with
+deterministic actions the results are the same for any K and G.
 """
 from __future__ import annotations
 
@@ -26,7 +32,10 @@ Action = Dict[str, Any]
 
 
 class Policy(Protocol):
-    """``policy(frames, first)`` -> one action per frame; ``first[i]``: frame i starts an episode."""
+    """``policy(frames, first)`` -> one action per frame; ``first[i]``: frame i starts an episode.
+
+    ``frames`` is (B, H, W, 3) uint8 with B fixed per policy; row i always belongs to the same env slot.
+    """
 
     def __call__(self, frames: np.ndarray, first: np.ndarray) -> List[Action]: ...
 
@@ -36,6 +45,10 @@ WorkerFactory = Callable[[int], EnvWorker]  # slot id -> a started worker
 
 class RolloutListener(Protocol):
     """Receives what happens in a rollout; subclass it and override what you need (the bodies do nothing)."""
+
+    def wants_full_frames(self, task: EpisodeTask) -> bool:
+        """Whether this listener needs ``task``'s full-size frames (``Transition.full_frame``)."""
+        return False
 
     def on_reset(self, task: EpisodeTask, obs: Transition) -> None:
         """The first observation of an episode attempt."""
@@ -60,15 +73,20 @@ class RolloutStats:
     agent_time: float = 0.0
     forwards: int = 0
     start: float = 0.0
+    first_forward: Optional[float] = None  # when the first forward began: worker start-up and first resets before
+    group_sizes: Sequence[int] = ()
 
     def session(self) -> Dict[str, Any]:
         """Throughput of this session as a dict for the summary."""
         wall = time.perf_counter() - self.start if self.start else 0.0
         return {
             "wall_time_s": wall,
+            "startup_s": self.first_forward - self.start if self.first_forward is not None else None,
             "env_steps": self.env_steps,
             "policy_forwards": self.forwards,
             "mean_batch": self.agent_frames / self.forwards if self.forwards else None,
+            "pipeline_groups": len(self.group_sizes),
+            "group_sizes": list(self.group_sizes),
             "agent_steps_per_s": self.agent_frames / self.agent_time if self.agent_time > 0 else None,
             "overall_steps_per_s": self.env_steps / wall if wall > 0 else None,
         }
@@ -115,23 +133,34 @@ class _Slot:
         return self.task is not None and self.phase is None and self.obs is not None
 
 
+def split_groups(num_envs: int, groups: int) -> List[range]:
+    """Contiguous slot ranges of G nearly equal groups (the last ones one larger): 5, 2 -> [0:2], [2:5]."""
+    groups = max(1, min(groups, num_envs))
+    bounds = [num_envs * g // groups for g in range(groups + 1)]
+    return [range(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
 class Rollout:
-    """Runs a queue of episode tasks on K workers with a batched policy.
+    """Runs a queue of episode tasks on K workers with batched policies, one per pipelined group.
 
     Args:
-        policy: called with exactly ``num_envs`` frames every time (idle workers get a padding copy with
-            ``first=True``), so batch position i always belongs to worker i.
+        policies: one per group (G = ``min(len(policies), num_envs)``; each has its own memory). Policy g is
+            called with exactly its group's number of frames every time (idle workers get a padding copy with
+            ``first=True``), so batch position i always belongs to the same worker.
         make_worker: ``make_worker(slot_id)`` -> a started :class:`~vpt_agent.eval.workers.EnvWorker`.
         tasks: episodes to run, in order.
         listeners: get every observation, step and episode end (log, progress bar, video).
     """
 
-    def __init__(self, policy: Policy, make_worker: WorkerFactory, num_envs: int, tasks: Sequence[EpisodeTask],
-                 listeners: Sequence[RolloutListener] = (), *, max_retries: int, step_timeout: float,
-                 reset_timeout: float):
+    def __init__(self, policies: Sequence[Policy], make_worker: WorkerFactory, num_envs: int,
+                 tasks: Sequence[EpisodeTask], listeners: Sequence[RolloutListener] = (), *, max_retries: int,
+                 step_timeout: float, reset_timeout: float):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.policy = policy
+        if not policies:
+            raise ValueError("at least one policy is needed")
+        self.groups = split_groups(num_envs, len(policies))
+        self.policies = list(policies)[:len(self.groups)]
         self.make_worker = make_worker
         self.num_envs = num_envs
         self.queue: Deque[EpisodeTask] = deque(tasks)
@@ -139,7 +168,7 @@ class Rollout:
         self.max_retries = max_retries
         self.step_timeout = step_timeout
         self.reset_timeout = reset_timeout
-        self.stats = RolloutStats()
+        self.stats = RolloutStats(group_sizes=[len(group) for group in self.groups])
         self.slots: List[_Slot] = []
         self.crash_streak = 0  # crashes since the last finished episode
         self.max_crash_streak = max(5, 2 * num_envs + max_retries + 1)
@@ -150,43 +179,46 @@ class Rollout:
         try:
             self.slots = [_Slot(i, self.make_worker(i)) for i in range(self.num_envs)]
             while self.queue or any(slot.task is not None for slot in self.slots):
-                self._advance_until_ready()
-                ready = [slot for slot in self.slots if slot.ready]
-                if ready:
-                    self._act(ready)
+                acted = False
+                for policy, group in zip(self.policies, self.groups):
+                    members = [self.slots[i] for i in group]
+                    self._advance(members)
+                    ready = [slot for slot in members if slot.ready]
+                    if ready:
+                        self._act(policy, members, ready)
+                        acted = True
+                if not acted and any(slot.waiting for slot in self.slots):
+                    time.sleep(0.002)  # only resets are outstanding: wait for the first to finish
         finally:
             self._shutdown()
         return self.stats
 
     # ------------------------------------------------------------------ phases of one step
 
-    def _advance_until_ready(self) -> None:
-        """Start episodes on idle slots and collect replies until some env awaits an action.
+    def _advance(self, members: List[_Slot]) -> None:
+        """Start episodes on idle slots, collect the step replies of ``members`` and any finished resets.
 
-        Step replies are awaited (they are quick); resets (which may launch Minecraft and take
-        minutes) are only collected once they are done, so the other envs keep stepping meanwhile.
+        Step replies are awaited (they are quick); resets (which may launch Minecraft and take minutes) are only
+        collected once they are done, so the other envs keep stepping meanwhile.
         """
         while True:
             for slot in self.slots:
                 if slot.task is None and self.queue:
                     self._start_episode(slot, self.queue.popleft())
-            for slot in self.slots:
+            for slot in members:
                 if slot.phase == STEP:
                     self._collect(slot)
             for slot in self.slots:
                 if slot.phase == RESET and slot.worker.poll():
                     self._collect(slot)
-            startable = bool(self.queue) and any(slot.task is None for slot in self.slots)
-            if startable:
-                continue
-            if any(slot.ready for slot in self.slots) or not any(slot.waiting for slot in self.slots):
+            if not (self.queue and any(slot.task is None for slot in self.slots)):
                 return
-            time.sleep(0.002)  # only resets are outstanding: wait for the first to finish
 
     def _start_episode(self, slot: _Slot, task: EpisodeTask) -> None:
         slot.begin(task)
         logger.debug("slot %d: episode %d (seed %d, attempt %d)", slot.id, task.index, task.seed, task.attempt)
-        self._submit(slot, RESET, ResetRequest(task.seed), self.reset_timeout)
+        full_frames = any(listener.wants_full_frames(task) for listener in self.listeners)
+        self._submit(slot, RESET, ResetRequest(task.seed, full_frames), self.reset_timeout)
 
     def _submit(self, slot: _Slot, command: str, argument: Any, timeout: float) -> None:
         slot.phase = command
@@ -217,18 +249,22 @@ class Rollout:
         else:
             slot.obs = obs
 
-    def _act(self, ready: List[_Slot]) -> None:
+    def _act(self, policy: Policy, members: List[_Slot], ready: List[_Slot]) -> None:
+        """One forward for a group: its ready slots' frames, padding (``first=True``) for the others."""
         pad = ready[0].obs.frame
-        frames = np.stack([slot.obs.frame if slot.ready else pad for slot in self.slots])
-        first = np.array([slot.first if slot.ready else True for slot in self.slots])
+        frames = np.stack([slot.obs.frame if slot.ready else pad for slot in members])
+        first = np.array([slot.first if slot.ready else True for slot in members])
         start = time.perf_counter()
-        actions = self.policy(frames, first)
+        if self.stats.first_forward is None:
+            self.stats.first_forward = start
+        actions = policy(frames, first)
         self.stats.agent_time += time.perf_counter() - start
         self.stats.agent_frames += len(ready)
         self.stats.forwards += 1
-        for slot in ready:
-            slot.first, slot.obs, slot.action = False, None, actions[slot.id]
-            self._submit(slot, STEP, slot.action, self.step_timeout)
+        for position, slot in enumerate(members):
+            if slot.ready:
+                slot.first, slot.obs, slot.action = False, None, actions[position]
+                self._submit(slot, STEP, slot.action, self.step_timeout)
 
     # ------------------------------------------------------------------ episode ends
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Union
 
 from . import report
-from .config import EMBEDDED_ENV, MINERL_ENV, EvalConfig, EvalError, config_from_mapping, env_spec, validate
+from .config import (EMBEDDED_ENV, MINERL_ENV, EvalConfig, EvalError, config_from_mapping, env_spec, pipeline_groups,
+                     validate)
 from .records import EpisodeRecord, EpisodeTask
 from .report import Progress
 from .rollout import Policy, Rollout, RolloutListener, WorkerFactory
@@ -77,11 +78,20 @@ def _load_agent(config: EvalConfig):
 
 
 def agent_policy(agent: Any, deterministic: bool) -> Policy:
-    """The rollout's view of a ``VPTAgent``: frames and first flags in, MineRL actions out."""
+    """The rollout's view of a ``VPTAgent``: frames (already at the model's input size) and first flags in,
+    MineRL actions out."""
     def policy(frames, first):
         return agent.get_actions([{"pov": frame} for frame in frames], first, deterministic=deterministic)
 
     return policy
+
+
+def group_policies(agent: Any, groups: int, config: EvalConfig) -> List[Policy]:
+    """One policy per pipelined group: agents sharing ``agent``'s network, each with its own memory and
+    sampling generator (group g seeded with ``seed + g``; group 0 is ``agent`` itself)."""
+    agents = [agent] + [type(agent)(agent.policy, device=agent.device, dtype=agent.dtype, seed=config.seed + g)
+                        for g in range(1, groups)]
+    return [agent_policy(member, config.deterministic) for member in agents]
 
 
 # ----------------------------------------------------------------------------- signals and Ray
@@ -216,9 +226,11 @@ def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTas
     listeners: List[RolloutListener] = [*([video] if video else []), _LogWriter(log, is_smoke_test(config)),
                                         progress]
     num_envs = min(config.num_envs, len(tasks))
-    rollout = Rollout(agent_policy(agent, config.deterministic), _worker_factory(config, env_spec(config)),
-                      num_envs, tasks, listeners, max_retries=config.max_retries,
-                      step_timeout=config.step_timeout, reset_timeout=config.reset_timeout)
+    policies = group_policies(agent, pipeline_groups(config, num_envs), config)
+    spec = env_spec(config, frame_size=tuple(agent.config.img_shape[:2]))
+    rollout = Rollout(policies, _worker_factory(config, spec), num_envs, tasks, listeners,
+                      max_retries=config.max_retries, step_timeout=config.step_timeout,
+                      reset_timeout=config.reset_timeout)
     interrupted = started_ray = False
     try:
         with _Signals():

@@ -26,7 +26,6 @@ class VideoRecorder(RolloutListener):
         return self.directory / f"episode_{index:05d}.mp4"
 
     def wants_full_frames(self, task: EpisodeTask) -> bool:
-        """Whether the rollout must send this episode's full-size frames."""
         return task.index < self.count
 
     def on_reset(self, task: EpisodeTask, obs: Transition) -> None:
@@ -53,7 +52,7 @@ class VideoRecorder(RolloutListener):
     def _append(self, task: EpisodeTask, obs: Transition) -> None:
         writer = self._writers.get(task.index)
         if writer is not None:
-            writer.append_data(np.asarray(obs.frame))
+            writer.append_data(np.asarray(obs.frame if obs.full_frame is None else obs.full_frame))
 
     def _discard(self, index: int) -> None:
         writer = self._writers.pop(index, None)

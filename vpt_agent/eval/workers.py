@@ -5,6 +5,11 @@ episode ends. Each reply is a :class:`Transition` (the frame plus reward and don
 episode it also carries the :class:`~vpt_agent.eval.records.EpisodeEnd` (env time, item counts), which only
 the worker can know. Returns and lengths are counted by the driver (one ledger, in the rollout).
 
+Frames are resized to the model's input in the worker (``EnvSpec.frame_size``), so a step moves 49 KB instead
+of a 691 KB 360x640 frame, and the resizing runs in parallel in the K workers instead of on the driver. The full
+frame travels only for episodes that need it (``ResetRequest.full_frames``, e.g. for ``--video``). Local workers
+send arrays as raw bytes after a small pickled header (no pickled observation dicts).
+
 Every failure of a worker (the env raised, the process or actor died, or no reply came within the timeout)
 surfaces on the driver as :class:`WorkerFailed`; the driver then kills the worker and starts a new one. This
 module never imports torch, and local workers start as ``python -m vpt_agent.eval.workers``, so worker
@@ -22,12 +27,13 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional, Protocol
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
 from ..errors import VPTError
+from ..frames import preprocess_pov
 from .records import EpisodeEnd
 
 logger = logging.getLogger(__name__)
@@ -48,20 +54,23 @@ class EnvSpec:
     env_id: str
     env_kwargs: Dict[str, Any] = field(default_factory=dict)
     max_steps: Optional[int] = None  # passed to gymnasium.make as max_episode_steps (None: the env's own)
+    frame_size: Optional[Tuple[int, int]] = None  # (h, w) the worker resizes frames to; None: full frames
 
 
 @dataclass(frozen=True)
 class ResetRequest:
-    """Start an episode with ``seed``."""
+    """Start an episode with ``seed``; ``full_frames``: also send the full-size frames of this episode."""
 
     seed: int
+    full_frames: bool = False
 
 
 @dataclass
 class Transition:
     """A worker's reply to ``reset`` (reward 0, not done) or ``step``."""
 
-    frame: np.ndarray  # the observation's ``pov``
+    frame: np.ndarray  # the observation's ``pov``, resized to ``EnvSpec.frame_size`` when that is set
+    full_frame: Optional[np.ndarray] = None  # the unresized ``pov`` when the reset asked for full frames
     reward: float = 0.0
     terminated: bool = False
     truncated: bool = False
@@ -133,6 +142,7 @@ class EnvRunner:
         self.spec = spec
         self.env = None
         self.running = False
+        self.full_frames = False
         self._new_episode()
 
     def _new_episode(self) -> None:
@@ -147,8 +157,11 @@ class EnvRunner:
             _merge_counts(self.inventory_items, obs["inventory"])
         if "pov" not in obs:
             raise ValueError(f"the env's observation has no 'pov' (keys: {sorted(obs)})")
+        pov = obs["pov"]
+        frame = pov if self.spec.frame_size is None else preprocess_pov(obs, self.spec.frame_size)
         done = terminated or truncated
-        return Transition(obs["pov"], reward, terminated, truncated, self._episode_end() if done else None)
+        return Transition(frame, pov if self.full_frames else None, reward, terminated, truncated,
+                          self._episode_end() if done else None)
 
     def _note_info(self, info: Dict[str, Any]) -> None:
         if info.get("error"):
@@ -169,6 +182,7 @@ class EnvRunner:
         self.env_time += time.perf_counter() - start
         self._note_info(info)
         self.running = True
+        self.full_frames = request.full_frames
         return self._transition(obs)
 
     def step(self, action: Dict[str, Any]) -> Transition:
@@ -207,7 +221,27 @@ class EnvRunner:
 #
 # A local worker is ``python -m vpt_agent.eval.workers FD PARENT_PID``: the package is lazy, so the worker never
 # imports torch; start-up is a fraction of a second and memory stays small. Requests and replies travel over a
-# socket pair (``multiprocessing.connection``).
+# socket pair (``multiprocessing.connection``): a reply is a small pickled header (status, the Transition without
+# its arrays, their shapes and dtypes), then each array as raw bytes.
+
+def _send_reply(conn, status: str, payload: Any) -> None:
+    arrays: List[np.ndarray] = []
+    if isinstance(payload, Transition):
+        arrays = [np.ascontiguousarray(a) for a in (payload.frame, payload.full_frame) if a is not None]
+        payload = replace(payload, frame=None, full_frame=None)
+    conn.send((status, payload, [(a.shape, a.dtype.str) for a in arrays]))
+    for array in arrays:
+        conn.send_bytes(memoryview(array).cast("B"))  # 1-D bytes view: no copy, no pickle
+
+
+def _receive_reply(conn) -> Tuple[str, Any]:
+    status, payload, layouts = conn.recv()
+    arrays = [np.frombuffer(conn.recv_bytes(), dtype=np.dtype(dtype)).reshape(shape) for shape, dtype in layouts]
+    if isinstance(payload, Transition):
+        payload.frame = arrays[0]
+        payload.full_frame = arrays[1] if len(arrays) > 1 else None
+    return status, payload
+
 
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
@@ -231,6 +265,9 @@ def _worker_main(conn, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when workers stop
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a kill still closes the env (e.g. Minecraft)
     _die_with_parent(parent_pid)
+    import cv2
+
+    cv2.setNumThreads(1)  # K workers resize in parallel already; OpenCV thread pools would oversubscribe the CPUs
     try:
         spec_fields = conn.recv()
     except (EOFError, OSError):
@@ -246,11 +283,13 @@ def _worker_main(conn, parent_pid: int) -> None:
             try:
                 if command == CLOSE:
                     runner.close()
-                    conn.send(("ok", None))
+                    _send_reply(conn, "ok", None)
                     return
-                conn.send(("ok", handlers[command](argument)))
+                reply = handlers[command](argument)
             except Exception as err:  # report any env failure to the driver
-                conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"))
+                _send_reply(conn, "error", f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}")
+                continue
+            _send_reply(conn, "ok", reply)
     finally:
         try:
             runner.close()
@@ -321,7 +360,7 @@ class LocalWorker:
             self.kill()
             raise WorkerFailed(f"env hung: no reply within {self._deadline.timeout:g}s (worker killed)")
         try:
-            status, payload = self._conn.recv()
+            status, payload = _receive_reply(self._conn)
         except (EOFError, OSError):
             try:
                 self.process.wait(timeout=5)
@@ -345,7 +384,7 @@ class LocalWorker:
             try:
                 self._conn.send((CLOSE, None))
                 if self._conn.poll(timeout):
-                    self._conn.recv()
+                    _receive_reply(self._conn)
             except (BrokenPipeError, EOFError, OSError):
                 pass
             try:

@@ -1,0 +1,57 @@
+"""The command line is generated from ``EvalConfig``: every field is a flag, defaults come from the dataclass."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from vpt_agent.eval.cli import build_parser, config_from_args
+from vpt_agent.eval.config import EvalConfig, EvalError, config_from_mapping, flag, validate
+
+
+def test_no_flags_give_the_dataclass_defaults():
+    assert config_from_args([]) == EvalConfig()
+
+
+def test_every_field_is_a_flag_with_help():
+    parser = build_parser()
+    options = {option for action in parser._actions for option in action.option_strings}
+    for f in dataclasses.fields(EvalConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        expected = f"--no-{f.name.replace('_', '-')}" if f.metadata.get("negate") else flag(f.name)
+        assert expected in options, f.name
+        assert f.metadata["help"]
+
+
+def test_flags_parse_into_the_config():
+    config = config_from_args(["-k", "3", "-n", "7", "--no-progress", "--deterministic", "--env-kwargs",
+                               '{"length": 4}', "--pipeline", "2", "--step-timeout", "1.5", "--device", "cpu"])
+    assert (config.num_envs, config.episodes, config.progress, config.deterministic) == (3, 7, False, True)
+    assert config.env_kwargs == {"length": 4} and config.pipeline == 2 and config.step_timeout == 1.5
+    assert config.device == "cpu" and config.max_retries == EvalConfig().max_retries
+
+
+@pytest.mark.parametrize("argv", [["--env-kwargs", "[1]"], ["--env-kwargs", "{bad"], ["--device", "tpu"],
+                                  ["--episodes", "x"]])
+def test_bad_flags_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        config_from_args(argv)
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"device": "tpu"}, "--device must be one of auto, cpu, cuda"),
+    ({"pipeline": 0}, "--pipeline must be >= 1"),
+    ({"step_timeout": 0}, "--step-timeout must be > 0"),
+    ({"video": -1}, "--video must be >= 0"),
+])
+def test_python_api_checks_the_same_metadata(changes, message):
+    with pytest.raises(EvalError, match=message):
+        validate(EvalConfig(**changes))
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(EvalError, match="num_env"):
+        config_from_mapping({"num_env": 2})
