@@ -11,7 +11,7 @@ import torch
 import vpt_agent
 from idm_helpers import TINY_NET, tiny_config, video_frames, write_tiny_idm
 from vpt_agent.action_mapping import MINERL_ACTION_KEYS
-from vpt_agent.idm import IDMConfig, InverseActionPolicy, VPTIDM, load_idm_config
+from vpt_agent.idm import IDMConfig, IDMError, InverseActionPolicy, VPTIDM, load_idm_config
 from vpt_agent.loading import ModelFileError, WeightsMismatchError
 
 DATA = Path(__file__).parent / "data"
@@ -88,6 +88,9 @@ def test_from_pretrained_uses_the_zoo(idm_files, monkeypatch):
     monkeypatch.setattr(zoo, "fetch", lambda name, *a, **k: asked.append(name) or idm_files)
     idm = VPTIDM.from_pretrained(device="cpu")
     assert asked == ["4x-idm"] and isinstance(idm.policy, InverseActionPolicy)
+    with pytest.raises(IDMError, match="not an inverse dynamics model"):
+        VPTIDM.from_pretrained("foundation-model-1x", device="cpu")
+    assert asked == ["4x-idm"]
 
 
 # ----------------------------------------------------------------------------- config and loading

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from .attention import LayerMemory
 from .config import PolicyConfig
+from .errors import VPTError
 from .frames import preprocess_pov
 from .heads import CategoricalHead
 from .idm_actions import IDM_HEADS, idm_to_env
@@ -123,6 +124,10 @@ def load_idm_config(path: PathLike) -> IDMConfig:
         if isinstance(e, ModelFileError):
             raise
         raise ModelFileError(f"{path}: {e}") from e
+
+
+class IDMError(VPTError, ValueError):
+    """A request the IDM cannot serve (e.g. a zoo name that is a policy, not an IDM)."""
 
 
 # ----------------------------------------------------------------------------- network
@@ -288,6 +293,10 @@ class VPTIDM:
         """From the model zoo (downloaded once, checksummed): ``VPTIDM.from_pretrained("4x-idm")``."""
         from . import zoo
 
+        kind = getattr(zoo.get_model(name), "kind", "idm")
+        if kind != "idm":
+            raise IDMError(f"zoo model {name!r} is a {kind}, not an inverse dynamics model (use e.g. '4x-idm'; "
+                           "see python -m vpt_agent.zoo list)")
         model_path, weights_path = zoo.fetch(name)
         return cls.from_files(model_path, weights_path, device=device, **kwargs)
 

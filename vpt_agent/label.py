@@ -482,13 +482,14 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> LabelConfig:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit code."""
+    from .idm import IDMError
     from .loading import ModelFileError, WeightsFileError, WeightsMismatchError
 
     config = config_from_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = label_videos(config)
-    except (LabelError, DataError, ModelFileError, WeightsFileError, WeightsMismatchError) as err:
+    except (LabelError, DataError, IDMError, ModelFileError, WeightsFileError, WeightsMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except VPTError as err:  # e.g. the zoo could not fetch the model
