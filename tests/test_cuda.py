@@ -8,6 +8,7 @@ import torch
 
 from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
 from test_golden import GOLDEN_SEED, RESET_AT
+import vpt_agent.inference as inference
 from vpt_agent import VPTAgent
 from vpt_agent.resize import resize_linear_u8
 
@@ -53,13 +54,15 @@ def test_golden_parity_on_cuda(golden, cuda_graph):
         assert (st.buttons[0], st.camera[0]) == (golden["joint_buttons"][t], golden["joint_camera"][t]), t
 
 
-def test_graph_equals_eager_on_cuda(golden):
+@pytest.mark.parametrize("autotune", [False, True], ids=["default-algos", "cudnn-benchmark"])
+def test_graph_equals_eager_on_cuda(golden, monkeypatch, autotune):
+    monkeypatch.setattr(inference, "CUDNN_BENCHMARK_IN_CAPTURE", autotune)
     with no_tf32():
         graph = _golden_rollout(_agent(cuda_graph=True), len(golden["vpred"]))
         eager = _golden_rollout(_agent(cuda_graph=False), len(golden["vpred"]))
     for t, (g, e) in enumerate(zip(graph, eager)):
         assert (g.buttons[0], g.camera[0]) == (e.buttons[0], e.camera[0]), t
-        np.testing.assert_allclose(g.logp_buttons, e.logp_buttons, atol=1e-5, err_msg=f"step {t}")
+        np.testing.assert_allclose(g.logp_buttons, e.logp_buttons, atol=1e-4, err_msg=f"step {t}")
 
 
 def test_graph_sampling_is_seeded_like_eager():
