@@ -148,14 +148,16 @@ def prepare_run_dir(config: EvalConfig, out: Path, files: Optional[Mapping[str, 
 
     A new run refuses a directory that already holds episodes. ``--resume`` refuses a directory whose run used
     different settings (seed, model, env, ...) or whose model/weights files (``files``, see :func:`fingerprints`)
-    changed; a directory with no ``run.json`` and no episodes (a run killed before it wrote ``run.json``) is
-    resumed as a new run.
+    changed; an existing directory with no ``run.json`` and no episodes (a run killed before it wrote ``run.json``)
+    is resumed as a new run, a directory that does not exist is refused (a mistyped ``--out``).
     """
     check_out_path(out)
     run = read_run_file(out)
     log = report.EpisodeLog(out / report.EPISODES_FILE)
     records = log.load(repair=repair)
     if config.resume:
+        if not out.is_dir():
+            raise EvalError(f"--resume: {out} is not an evaluation run directory (it does not exist)")
         if run is None:
             if records:
                 raise EvalError(f"--resume: {out} holds episodes but no {RUN_FILE}; cannot tell which settings "
