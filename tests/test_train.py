@@ -209,8 +209,9 @@ def test_grad_checkpointing_gives_the_same_gradients(tiny_model):
         bc_loss(out.logp, t["buttons"], t["camera"], t["mask"]).backward()
         grads.append({k: p.grad.clone() for k, p in policy.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
-    for k in grads[0]:
-        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7, msg=k)
+    for k in grads[0]:  # chunks sum the weight gradients in another order: rounding-level differences
+        scale = float(grads[0][k].abs().max())
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-4, atol=1e-5 * scale, msg=k)
 
 
 def test_bc_loss_masks_padding_and_uses_both_heads():
