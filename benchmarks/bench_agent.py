@@ -343,8 +343,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--cuda-graph", nargs="+", default=["on"], choices=("on", "off"),
                    help="CUDA steps with the captured graph (on), without (off), or both")
-    p.add_argument("--cudnn-autotune", action="store_true",
-                   help="let cuDNN time its algorithms when a CUDA graph is captured (with --in-process)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--official", default=None, help="path to an official Video-Pre-Training checkout to compare")
@@ -403,10 +401,6 @@ def main(argv: List[str] | None = None) -> None:
         print(json.dumps(result))
         return
     IN_PROCESS = a.in_process
-    if a.cudnn_autotune:
-        import vpt_agent.inference as inference
-
-        inference.CUDNN_BENCHMARK_IN_CAPTURE = True
 
     import torch
 
@@ -414,7 +408,6 @@ def main(argv: List[str] | None = None) -> None:
     rows = []
     common = ["--steps", str(a.steps), "--warmup", str(a.warmup)]
     machine = machine_info()
-    machine["cudnn_autotune_in_capture"] = bool(a.cudnn_autotune)
     print(f"machine: {machine}", flush=True)
     for size in a.sizes:
         if a.record:

@@ -32,10 +32,6 @@ from .policy import VPTPolicy
 
 logger = logging.getLogger(__name__)
 
-#: Let cuDNN time its convolution algorithms while a graph is captured (the choice is then baked into the graph;
-#: the global ``torch.backends.cudnn.benchmark`` setting is restored afterwards).
-CUDNN_BENCHMARK_IN_CAPTURE = False
-
 
 class StepOutput(NamedTuple):
     logp: Dict[str, torch.Tensor]  # "camera": (B, 121), "buttons": (B, 8641) tempered log-probs, float32
@@ -152,20 +148,15 @@ class StepEngine:
     def _capture(self) -> None:
         """Warm up on a side stream (kernel selection, workspaces), capture one step, then clear the memory."""
         start = time.perf_counter()
-        saved_benchmark = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = CUDNN_BENCHMARK_IN_CAPTURE or saved_benchmark
-        try:
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    self._step(self.frames, self.first)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._out = self._step(self.frames, self.first)
-        finally:
-            torch.backends.cudnn.benchmark = saved_benchmark
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._step(self.frames, self.first)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._out = self._step(self.frames, self.first)
         self.graph = graph
         self.reset()
         torch.cuda.synchronize(self.device)
