@@ -49,7 +49,8 @@ def machine(device: str) -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     cap = torch.backends.cpu.get_cpu_capability()
-    return f"{model}, {os.cpu_count()} cores, {cap}, {torch.get_num_threads()} torch threads (torch {torch.__version__})"
+    threads = torch.get_num_threads()
+    return f"{model}, {os.cpu_count()} cores, {cap}, {threads} torch threads (torch {torch.__version__})"
 
 
 def _sync(device: str) -> None:
@@ -288,7 +289,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows, start = [], time.perf_counter()
     for case in cases(args):
         left = args.time_budget - (time.perf_counter() - start)
-        label = f"{case['impl']:6s} {case['size']} {case['dtype']:8s} ckpt={'on ' if case['grad_checkpoint'] else 'off'}"
+        ckpt = "on " if case["grad_checkpoint"] else "off"
+        label = f"{case['impl']:6s} {case['size']} {case['dtype']:8s} ckpt={ckpt}"
         if left < 10:
             print(f"{label}: skipped (time budget used)", flush=True)
             continue

@@ -1,9 +1,7 @@
 """python -m vpt_agent.train: learning, resume, memory carry, episode starts, bad input, output layout."""
 from __future__ import annotations
 
-import dataclasses
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +213,8 @@ def test_grad_checkpointing_gives_the_same_gradients(tiny_model):
 
 
 def test_bc_loss_masks_padding_and_uses_both_heads():
-    logp = {"buttons": torch.log_softmax(torch.randn(2, 3, 8641), -1), "camera": torch.log_softmax(torch.randn(2, 3, 121), -1)}
+    logp = {"buttons": torch.log_softmax(torch.randn(2, 3, 8641), -1),
+            "camera": torch.log_softmax(torch.randn(2, 3, 121), -1)}
     b = torch.tensor([[1, 2, 3], [4, 5, 6]])
     c = torch.tensor([[60, 7, 8], [9, 10, 11]])
     mask = torch.tensor([[True, True, False], [True, False, False]])

@@ -33,7 +33,8 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
     dtype: Optional[str] = _opt(None, "float32 | bfloat16 autocast (default: bfloat16 on GPU, float32 on CPU)",
                                 choices=("float32", "bfloat16"))
-    grad_checkpoint: bool = _opt(False, "recompute activations in backward (CNN stacks, transformer blocks)")
+    grad_checkpoint: bool = _opt(False, "recompute activations in backward (the CNN in chunks of 64 frames, "
+                                        "each transformer block): far less memory, ~1/3 more compute")
     freeze_trunk: bool = _opt(False, "train only the policy and value heads")
     resume: bool = _opt(False, "continue the run in OUT from its last checkpoint")
     val_data: Optional[str] = _opt(None, "directory of held-out recordings for the validation loss", metavar="DIR")
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         meta = f.metadata
-        help_text = meta["help"] + ("" if f.default is None or isinstance(f.default, bool) else f" (default {f.default})")
+        shown = f.default is not None and not isinstance(f.default, bool)
+        help_text = meta["help"] + (f" (default {f.default})" if shown else "")
         if f.type in (bool, "bool"):
             p.add_argument(flag, action="store_true", help=help_text)
             continue

@@ -200,7 +200,8 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
     if not cli.resume:
         for name in (ckpt.CHECKPOINT, ckpt.FINAL_WEIGHTS):
             if (out / name).exists():
-                raise TrainConfigError(f"{out / name} exists: pass --resume to continue that run, or choose another --out")
+                raise TrainConfigError(f"{out / name} exists: pass --resume to continue that run, "
+                                       "or choose another --out")
     for flag in ("model", "weights"):
         if not getattr(cli, flag):
             raise TrainConfigError(f"--{flag} is required")
