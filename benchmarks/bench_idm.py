@@ -46,7 +46,7 @@ def machine(device: str) -> Dict[str, Any]:
     return info
 
 
-def build(device: str, reduced: bool, seed: int = 0):
+def build(device: str, reduced: bool, frame_batch: int, seed: int = 0):
     import torch
 
     from vpt_agent.idm import IDM_4X_NET_KWARGS, IDMConfig, InverseActionPolicy, VPTIDM
@@ -55,7 +55,7 @@ def build(device: str, reduced: bool, seed: int = 0):
     torch.manual_seed(seed)
     with torch.device(device):  # random init straight on the device (482M parameters)
         policy = InverseActionPolicy(IDMConfig.from_kwargs(net))
-    return VPTIDM(policy, device=device)
+    return VPTIDM(policy, device=device, frame_batch=frame_batch)
 
 
 def sync(device: str) -> None:
@@ -112,6 +112,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per window (the labeller uses 128)")
     p.add_argument("--time-budget", type=float, default=20.0, help="seconds of timed network calls (after warm-up)")
     p.add_argument("--label-seconds", type=float, default=0.0, help="also label a synthetic video this long")
+    p.add_argument("--frame-batch", type=int, default=256, help="frames through the CNN at once (as the labeller)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--reduced", action="store_true", help="4x structure at reduced width (checks the script only)")
     p.add_argument("--json", default=None, help="also write the result here")
@@ -122,7 +123,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    idm = build(args.device, args.reduced)
+    idm = build(args.device, args.reduced, args.frame_batch)
     result: Dict[str, Any] = {"config": "4x_idm" + (" reduced width" if args.reduced else "") + " (random weights)", "device": args.device,
                               "machine": machine(args.device), "build_seconds": time.perf_counter() - t0}
     result.update(network_fps(idm, args.device, args.batch, args.frames, args.time_budget))

@@ -152,7 +152,11 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
     garbage.write_bytes(os.urandom(2000))
     zero = tmp_path / "zero.mp4"
     zero.write_bytes(b"")
+    own_dir = tmp_path / "own"
+    own_dir.mkdir()
+    write_video(own_dir / "fast.mp4", video_frames(3, seed=5), fps=30)
     cases = [
+        (["--videos", str(own_dir), "--out", str(own_dir)], "would replace it"),  # the source is not overwritten
         (["--videos", str(videos), "--out", str(a_file)], "not a directory"),
         (["--videos", str(empty_dir), "--out", str(out)], "no videos"),
         (["--videos", str(videos), str(garbage), "--out", str(out)], "garbage.mp4"),
@@ -164,6 +168,7 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
         assert code == 2, args
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
+        assert sorted(p.name for p in own_dir.iterdir()) == ["fast.mp4"]
     code, err = _run_cli(["--videos", str(videos), "--out", str(out), "--device", "cpu"], capsys)
     assert code == 2 and "--idm" in err
 

@@ -41,6 +41,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .action_mapping import BUTTONS
 from .data import DataError, RecordingFiles, env_action_to_json, recording_files
 from .data.jsonl import format_jsonl_line
 from .data.video import VideoEncoder
@@ -82,12 +83,18 @@ class LabelConfig:
 
 
 # ----------------------------------------------------------------------------- schedule
-def resample_indices(num_source: int, fps: float) -> np.ndarray:
-    """Source frame index of each 20 Hz output frame (sample and hold); identity when ``fps`` is ~20."""
+def source_index(k: np.ndarray, fps: float) -> np.ndarray:
+    """Source frame shown at the time of 20 Hz output frame ``k`` (sample and hold); ``k`` itself when ``fps``
+    is within 0.05 Hz of 20."""
+    k = np.asarray(k, dtype=np.int64)
     if abs(fps - FPS) <= FPS_TOLERANCE:
-        return np.arange(num_source)
-    count = int(np.ceil(num_source * FPS / fps - 1e-9))
-    idx = np.floor(np.arange(count) * fps / FPS + 1e-9).astype(np.int64)
+        return k
+    return np.floor(k * fps / FPS + 1e-9).astype(np.int64)
+
+
+def resample_indices(num_source: int, fps: float) -> np.ndarray:
+    """Source frame index of each 20 Hz output frame of a video with ``num_source`` frames at ``fps``."""
+    idx = source_index(np.arange(int(np.ceil(num_source * max(FPS / fps, 1.0))) + 1), fps)
     return idx[idx < num_source]
 
 
@@ -171,7 +178,10 @@ def plan(config: LabelConfig, out: Path) -> List[VideoJob]:
         names[path.stem] = path
         fps, count = probe(path, config.fps)
         link = path.suffix.lower() == ".mp4" and abs(fps - FPS) <= FPS_TOLERANCE
-        jobs.append(VideoJob(path, fps, int(round(count * FPS / fps)), link, recording_files(out, path.stem)))
+        files = recording_files(out, path.stem)
+        if not link and _same_file(path, files.video):
+            raise LabelError(f"{path}: its 20 Hz re-encoding would replace it as {files.video}; choose another --out")
+        jobs.append(VideoJob(path, fps, int(round(count * FPS / fps)), link, files))
     return jobs
 
 
@@ -187,7 +197,7 @@ def iter_frames(job: VideoJob, size: Tuple[int, int], keep_full: bool) -> Iterat
     try:
         src, out = -1, 0
         while True:
-            wanted = out if job.link else int(np.floor(out * job.fps / FPS + 1e-9))
+            wanted = int(source_index(out, job.fps))
             while src < wanted:
                 if not capture.grab():
                     return
@@ -268,7 +278,7 @@ class PendingVideo:
 
         n = self.num_frames
         starts = sorted(self.predictions)
-        buttons = np.zeros((n, 20), dtype=np.uint8)
+        buttons = np.zeros((n, len(BUTTONS)), dtype=np.uint8)
         bins = np.zeros((n, 2), dtype=np.int64)
         for s, (lo, hi) in zip(starts, owned_ranges(starts, self.window, n)):
             b, c = self.predictions[s]
