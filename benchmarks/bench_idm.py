@@ -124,7 +124,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     idm = build(args.device, args.reduced, args.frame_batch)
-    result: Dict[str, Any] = {"config": "4x_idm" + (" reduced width" if args.reduced else "") + " (random weights)", "device": args.device,
+    name = "4x_idm" + (" reduced width" if args.reduced else "") + " (random weights)"
+    result: Dict[str, Any] = {"config": name, "device": args.device,
                               "machine": machine(args.device), "build_seconds": time.perf_counter() - t0}
     result.update(network_fps(idm, args.device, args.batch, args.frames, args.time_budget))
     result["labelled_fps_estimate"] = result["network_fps"] * 64 / 128

@@ -32,7 +32,8 @@ def write_tiny_idm(directory: Path, seed: int = 0) -> Tuple[Path, Path]:
             head.linear_layer.bias.normal_(0, 0.5)
     model = directory / "tiny.model"
     weights = directory / "tiny.weights"
-    model.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": TINY_NET}, "pi_head_opts": {"temperature": 1.0}}}}))
+    args = {"net": {"args": TINY_NET}, "pi_head_opts": {"temperature": 1.0}}
+    model.write_bytes(pickle.dumps({"model": {"args": args}}))
     torch.save(policy.state_dict(), weights)
     return model, weights
 

@@ -106,7 +106,8 @@ class IDMConfig(PolicyConfig):
             raise ValueError(f"img_shape[2] ({self.img_shape[2]}) must equal conv3d_params outchan ({outchan})")
         if _triple(self.conv3d_params.get("padding", 0)) != tuple((k - 1) // 2 for k in kernel) or \
                 any(k % 2 == 0 for k in kernel):
-            raise NotImplementedError(f"conv3d_params must be odd kernels with 'same' padding, got {self.conv3d_params}")
+            raise NotImplementedError(
+                f"conv3d_params must be odd kernels with 'same' padding, got {self.conv3d_params}")
 
 
 def _triple(v: Union[int, Sequence[int]]) -> Tuple[int, int, int]:

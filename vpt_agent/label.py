@@ -189,7 +189,8 @@ def is_done(job: VideoJob) -> bool:
     return job.files.video.is_file() and job.files.actions.is_file()
 
 
-def iter_frames(job: VideoJob, size: Tuple[int, int], keep_full: bool) -> Iterator[Tuple[Optional[np.ndarray], np.ndarray]]:
+def iter_frames(job: VideoJob, size: Tuple[int, int],
+                keep_full: bool) -> Iterator[Tuple[Optional[np.ndarray], np.ndarray]]:
     """Decode ``job.source`` at 20 Hz: ``(full-resolution RGB frame or None, model-size RGB frame)``."""
     capture = cv2.VideoCapture(str(job.source))
     if not capture.isOpened():
