@@ -103,6 +103,8 @@ def test_config_rules_of_the_official_constructor():
         IDMConfig.from_kwargs(dict(TINY_NET, img_shape=[16, 16, 3]))
     with pytest.raises(NotImplementedError, match="same"):
         IDMConfig.from_kwargs(dict(TINY_NET, conv3d_params=dict(TINY_NET["conv3d_params"], padding=[0, 0, 0])))
+    with pytest.raises(ValueError, match="kernel_size"):
+        IDMConfig.from_kwargs(dict(TINY_NET, conv3d_params={"inchan": 3, "outchan": 4}))
     with pytest.raises(NotImplementedError, match="stride"):
         IDMConfig.from_kwargs(dict(TINY_NET, conv3d_params=dict(TINY_NET["conv3d_params"], stride=2)))
     with pytest.raises(ValueError, match="attention_memory_size - timesteps"):  # no memory needs mask "none"

@@ -91,15 +91,17 @@ class IDMConfig(PolicyConfig):
         bump = 1 if (self.maxlen == 0 and self.attention_mask_style == "none") else 0
         PolicyConfig.validate(dataclasses.replace(
             self, img_shape=(*self.img_shape[:2], 3), attention_memory_size=self.attention_memory_size + bump))
-        c = self.conv3d
-        if c is None:
+        if self.conv3d_params is None:
             if self.img_shape[2] != 3:
                 raise ValueError(f"img_shape must be (height, width, 3) without conv3d_params, got {self.img_shape}")
             return
+        missing = {"inchan", "outchan", "kernel_size"} - set(self.conv3d_params)
+        if missing:
+            raise ValueError(f"conv3d_params lacks {sorted(missing)}")
         unknown = set(self.conv3d_params) - {"inchan", "outchan", "kernel_size", "padding"}
         if unknown:
             raise NotImplementedError(f"unsupported conv3d_params: {sorted(unknown)}")
-        inchan, outchan, kernel = c
+        inchan, outchan, kernel = self.conv3d
         if inchan != 3:
             raise ValueError(f"conv3d_params inchan must be 3 (RGB frames), got {inchan}")
         if outchan != self.img_shape[2]:
