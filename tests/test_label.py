@@ -37,7 +37,7 @@ def test_windows_cover_every_frame_once_with_context(n):
         assert s <= lo <= hi <= min(s + WINDOW, n)
         for f in range(lo, hi):
             if STRIDE // 2 <= f < n - STRIDE // 2 and n >= WINDOW:
-                assert min(f - s, s + WINDOW - 1 - f) >= STRIDE // 2 - 1, (n, f, s)
+                assert min(f - s, s + WINDOW - 1 - f) >= STRIDE // 2, (n, f, s)
 
 
 # ----------------------------------------------------------------------------- end to end

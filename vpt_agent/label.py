@@ -11,7 +11,7 @@ contractor data.
   chunk, and its 3D conv zero-pads at chunk ends, so predictions near a chunk edge lack context. Windows of
   ``timesteps`` frames start every ``--stride`` frames (default half a window), each from a fresh memory; every
   frame takes its label from the window where it has the most context on its poorer side. With the default
-  stride each frame (except the first/last quarter window of a video) sees >= 31 frames (1.55 s) on both
+  stride each frame (except the first/last quarter window of a video) sees >= 32 frames (1.6 s) on both
   sides, at twice the compute of back-to-back chunks (which is what the official demo does).
 * **Batched**: windows of several videos go through the network together (GPU when present).
 * **Resumable**: a video whose ``NAME.mp4`` and ``NAME.jsonl`` are both in OUT is skipped. Outputs are written
