@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from idm_helpers import video_frames, write_tiny_idm, write_video
 from vpt_agent.action_mapping import CAMERA_NULL_BIN
@@ -170,6 +171,11 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
         assert sorted(p.name for p in own_dir.iterdir()) == ["fast.mp4"]
     code, err = _run_cli(["--videos", str(videos), "--out", str(out), "--device", "cpu"], capsys)
     assert code == 2 and "--idm" in err
+    if not torch.cuda.is_available():
+        code, err = _run_cli(["--videos", str(videos), "--out", str(out), "--model", model, "--weights", weights,
+                              "--device", "cuda"], capsys)
+        assert code == 2 and err.startswith("error: --device cuda")
+    assert not out.exists()
 
 
 def test_cli_labels_and_reports(idm_files, videos, tmp_path, capsys):

@@ -447,6 +447,13 @@ def _check(config: LabelConfig, need_model: bool = True) -> Path:
         raise LabelError("pass either --idm NAME or --model M --weights W, not both")
     if need_model and not config.idm and not (config.model and config.weights):
         raise LabelError("pass --idm NAME (e.g. 4x-idm) or both --model M and --weights W")
+    if need_model:
+        from .agent import resolve_device
+
+        try:
+            resolve_device(config.device)
+        except ValueError as err:
+            raise LabelError(f"--device {config.device}: {err}") from None
     return out
 
 
