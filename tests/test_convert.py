@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from vpt_agent import VPTAgent
 from vpt_agent.convert import ConversionError, convert, main
-
-from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -189,9 +189,8 @@ def test_memo_index_bomb_is_refused_before_unpickling(tmp_path):
     body = pickle.dumps({"model": {"args": {}}}, protocol=2)[2:]
     path = tmp_path / "bomb.model"
     path.write_bytes(b"\x80\x02N" + b"r" + struct.pack("<I", 0x0FFFFFFF) + b"0" + body)
-    with pytest.raises(ModelFileError, match=r"memo slot 268435455") as e:
+    with pytest.raises(ModelFileError, match=r"^refusing to load .*bomb.model: its pickle stores memo slot 268435455"):
         load_model_config(path)
-    assert "could run code" not in str(e.value)
 
 
 @pytest.mark.parametrize("kind", ["dev_zero", "fifo", "huge", "directory"])

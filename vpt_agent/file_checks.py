@@ -167,6 +167,8 @@ def check_plain_pickle(data: bytes, path: PathLike) -> None:
             elif opcode.name in ("GET", "BINGET", "LONG_BINGET") and arg not in memo:
                 raise ModelFileError(f"{path} is not a valid .model file: its pickle reads memo slot {arg} "
                                      f"at byte {pos}, which it never stored")
+    except ModelFileError:
+        raise
     except ValueError as e:  # genops: unknown opcode, truncated argument, no STOP
         text = str(e)
         if "exhausted" in text or "but only" in text or "not enough data" in text:
