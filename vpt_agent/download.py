@@ -153,14 +153,15 @@ def _open(url: str, offset: int, record: Optional[Dict[str, Any]], deadline: flo
     """Send the (range) request; map failures to :class:`DownloadError`."""
     request_url, auth = _split_credentials(url)
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if auth:
-        headers["Authorization"] = auth
     if offset and record:
         headers["Range"] = f"bytes={offset}-"
         headers["If-Range"] = record["validator"]
     timeout = max(0.1, min(TIMEOUT_S, deadline - time.monotonic()))
     try:
-        return urllib.request.urlopen(urllib.request.Request(request_url, headers=headers), timeout=timeout)
+        request = urllib.request.Request(request_url, headers=headers)
+        if auth:
+            request.add_unredirected_header("Authorization", auth)  # never forwarded to a redirect's target
+        return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:
