@@ -4,12 +4,16 @@
 seed and the step, the reward on the actions, the length is ``length + seed % length_jitter``, and
 ``info["items"]`` reports item counts.
 ``crash_mode`` makes chosen seeds fail at step ``crash_at``: ``raise`` (an exception), ``exit``
-(the process dies with ``os._exit``) or ``hang`` (sleeps past any step timeout). With ``crash_dir``
+(the process dies with ``os._exit``), ``hang`` (sleeps past any step timeout), or a hostile reply:
+``float_pov`` / ``no_pov`` / ``bad_shape`` / ``flat_pov`` (a malformed observation), ``nan_reward`` /
+``inf_reward``. ``hang_init`` makes the constructor sleep (a hanging env start-up). With ``action_log`` every
+action the env receives is appended to that file as one JSON line (what was actually sent). With ``crash_dir``
 the failure is transient: a seed fails ``crash_times`` times, then runs normally, like a flaky
 Minecraft. Use as ``--env evalenvs:evalenvs/Pov-v0`` with ``tests/`` on the Python path.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -19,6 +23,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+HOSTILE_MODES = ("float_pov", "no_pov", "bad_shape", "flat_pov", "nan_reward", "inf_reward")
 BUTTONS = ("ESC", "attack", "back", "drop", "forward", *(f"hotbar.{i}" for i in range(1, 10)), "inventory",
            "jump", "left", "pickItem", "right", "sneak", "sprint", "swapHands", "use")
 
@@ -37,7 +42,11 @@ class PovEnv(gymnasium.Env):
 
     def __init__(self, length: int = 20, pov_shape: Sequence[int] = (72, 128), crash_mode: Optional[str] = None,
                  crash_at: int = 3, crash_seeds: Optional[Sequence[int]] = None, crash_dir: Optional[str] = None,
-                 crash_times: int = 1, length_jitter: int = 1, step_delay: float = 0.0):
+                 crash_times: int = 1, length_jitter: int = 1, step_delay: float = 0.0,
+                 action_log: Optional[str] = None, hang_init: float = 0.0):
+        if hang_init:
+            time.sleep(hang_init)
+        self.action_log = action_log
         self.step_delay = step_delay
         self.base_length = length
         self.length_jitter = max(1, length_jitter)
@@ -97,9 +106,19 @@ class PovEnv(gymnasium.Env):
             time.sleep(3600)
         raise ValueError(f"unknown crash_mode {self.crash_mode!r}")
 
+    def _log_action(self, action: Dict[str, Any]) -> None:
+        record = {key: (np.asarray(value).tolist() if key == "camera" else int(value)) for key, value in action.items()}
+        with open(self.action_log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"seed": self._seed, "t": self._t, "action": record}) + "\n")
+
     def step(self, action: Dict[str, Any]):
+        if self.action_log:
+            self._log_action(action)
+        hostile = None
         if self._should_crash():
-            self._crash()
+            if self.crash_mode not in HOSTILE_MODES:
+                self._crash()
+            hostile = self.crash_mode
         if self.step_delay:
             time.sleep(self.step_delay)  # a slow simulator, for tests that must interrupt a run midway
         self._t += 1
@@ -109,7 +128,20 @@ class PovEnv(gymnasium.Env):
         self._jumps += jump
         reward = float(attack) + 0.5 * jump + float(np.abs(camera).sum()) / 100.0
         info = {"items": {"oak_log": self._logs, "jumps": self._jumps}}
-        return self._obs(), reward, False, self._t >= self.length, info
+        obs = self._obs()
+        if hostile == "float_pov":
+            obs["pov"] = obs["pov"].astype(np.float32) / 255.0
+        elif hostile == "no_pov":
+            del obs["pov"]
+        elif hostile == "bad_shape":
+            obs["pov"] = obs["pov"][: self.pov_shape[0] // 2]
+        elif hostile == "flat_pov":
+            obs["pov"] = obs["pov"][:, :, 0]
+        elif hostile == "nan_reward":
+            reward = float("nan")
+        elif hostile == "inf_reward":
+            reward = float("inf")
+        return obs, reward, False, self._t >= self.length, info
 
 
 gymnasium.register("evalenvs/Pov-v0", entry_point="evalenvs:PovEnv")
