@@ -1,6 +1,6 @@
 """Throughput of the evaluation runner against its bound: ``python -m vpt_agent.evaluate``'s loop, measured.
 
-    python benchmarks/bench_eval.py                                   # 1x, K=12, G = 1 2 3, cuda if present
+    python benchmarks/bench_eval.py                                   # 1x, K=12, G = 1 2 3 4, cuda if present
     python benchmarks/bench_eval.py -k 2 --pipeline 1 2 --device cpu --max-steps 60 --model tests/data/small.model
 
 Synthetic weights (``--weights random`` on the official 1x config, or ``--model``) on the embedded env
@@ -84,11 +84,11 @@ def main() -> None:
     p.add_argument("--model", type=Path, help="a .model file instead of --size")
     p.add_argument("--weights", default="random", help="weights file, or 'random' (default)")
     p.add_argument("--num-envs", "-k", type=int, default=12)
-    p.add_argument("--pipeline", type=int, nargs="+", default=[1, 2, 3], help="group counts G to run")
+    p.add_argument("--pipeline", type=int, nargs="+", default=[1, 2, 3, 4], help="group counts G to run")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    p.add_argument("--max-steps", type=int, default=500, help="steps per episode")
-    p.add_argument("--episodes-per-env", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=600, help="steps per episode")
+    p.add_argument("--episodes-per-env", type=int, default=1)
     p.add_argument("--agent-iters", type=int, default=50, help="timed get_actions calls per batch size")
     p.add_argument("--time-budget", type=float, default=110.0, help="seconds; later settings are skipped")
     p.add_argument("--json", type=Path, help="also write the results here")

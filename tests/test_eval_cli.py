@@ -55,3 +55,17 @@ def test_python_api_checks_the_same_metadata(changes, message):
 def test_unknown_setting_is_named():
     with pytest.raises(EvalError, match="num_env"):
         config_from_mapping({"num_env": 2})
+
+
+def test_help_imports_neither_torch_nor_opencv():
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "from vpt_agent.evaluate import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    main(['--help'])\n"
+            "print(sorted(m for m in ('torch', 'cv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

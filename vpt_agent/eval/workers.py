@@ -33,7 +33,6 @@ from typing import Any, Dict, List, Optional, Protocol, Tuple
 import numpy as np
 
 from ..errors import VPTError
-from ..frames import preprocess_pov
 from .records import EpisodeEnd
 
 logger = logging.getLogger(__name__)
@@ -158,7 +157,12 @@ class EnvRunner:
         if "pov" not in obs:
             raise ValueError(f"the env's observation has no 'pov' (keys: {sorted(obs)})")
         pov = obs["pov"]
-        frame = pov if self.spec.frame_size is None else preprocess_pov(obs, self.spec.frame_size)
+        if self.spec.frame_size is None:
+            frame = pov
+        else:
+            from ..frames import preprocess_pov  # OpenCV: imported by the workers only, not by --help
+
+            frame = preprocess_pov(obs, self.spec.frame_size)
         done = terminated or truncated
         return Transition(frame, pov if self.full_frames else None, reward, terminated, truncated,
                           self._episode_end() if done else None)
