@@ -22,6 +22,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..agent import resolve_device, resolve_dtype
 from ..attention import LayerMemory
+from ..errors import VPTError
 from ..loading import load_model_config, load_state_dict, read_state_dict
 from ..policy import VPTPolicy
 from . import checkpoint as ckpt
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 class TrainConfigError(TrainDataError):
     """Options that do not make a run (missing/contradicting flags, an occupied output directory)."""
+
+
+class TrainingDiverged(VPTError, FloatingPointError):
+    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -310,7 +315,7 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
                 step += 1
                 last_loss = float(loss)
                 if not math.isfinite(last_loss):
-                    raise FloatingPointError(f"the loss became {last_loss} at step {step}; lower --lr")
+                    raise TrainingDiverged(f"the loss became {last_loss} at step {step}; lower --lr")
                 meter.add(last_loss, int(batch.mask.sum()))
                 row: Dict[str, Any] = {}
                 if val_loader is not None and step % val_every == 0:
