@@ -14,6 +14,10 @@ from .voxel_world import BLOCKS, LOG_BLOCKS
 
 _LEAVES = {i for i, b in enumerate(BLOCKS) if b.name.endswith("_leaves")}
 MAX_TURN = 10.0  # degrees per step, about what VPT's camera bins allow
+# Camera errors below this (degrees, per axis) are left alone. Without it the script corrects every tick's
+# +-0.6 deg drift while walking, which makes its camera labels noisy for behavioural cloning; a log block
+# within reach spans > 12 deg, so aiming stays well inside it.
+CAMERA_DEAD_BAND = 1.0
 
 
 class TreechopScript:
@@ -40,7 +44,9 @@ class TreechopScript:
         yaw = math.degrees(math.atan2(-delta[0], delta[2]))
         pitch = -math.degrees(math.atan2(delta[1], horizontal))
         turn = (yaw - env.yaw + 180.0) % 360.0 - 180.0
-        action["camera"] = np.clip([pitch - env.pitch, turn], -MAX_TURN, MAX_TURN).astype(np.float32)
+        camera = np.clip([pitch - env.pitch, turn], -MAX_TURN, MAX_TURN)
+        camera[np.abs(camera) < CAMERA_DEAD_BAND] = 0.0
+        action["camera"] = camera.astype(np.float32)
         if horizontal > 1.6:
             action["forward"] = 1
             stuck = self._last_position is not None and np.hypot(*(env.position - self._last_position)[[0, 2]]) < 0.05
