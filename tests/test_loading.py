@@ -313,6 +313,16 @@ def test_zip_member_sizes_must_fit_the_file(tmp_path):
         read_state_dict(path)
 
 
+def test_zip_member_count_and_pickle_size_are_capped(monkeypatch):
+    monkeypatch.setattr(file_checks, "MAX_TENSORS", 50)  # small.weights has 113 members
+    with pytest.raises(WeightsFileError, match="113 zip members, more than the limit of 66"):
+        read_state_dict(SMALL_WEIGHTS)
+    monkeypatch.setattr(file_checks, "MAX_TENSORS", 10_000)
+    monkeypatch.setattr(file_checks, "MAX_WEIGHTS_PICKLE_BYTES", 1000)  # its data.pkl is 13 KB
+    with pytest.raises(WeightsFileError, match="data.pkl is 13,327 bytes, more than the 1,000-byte limit"):
+        read_state_dict(SMALL_WEIGHTS)
+
+
 def test_truncated_zip_has_no_end_record(tmp_path):
     path = tmp_path / "cut.weights"
     path.write_bytes(SMALL_WEIGHTS.read_bytes()[:-200])

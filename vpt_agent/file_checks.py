@@ -13,7 +13,7 @@ with ~140 tensors):
 ``MAX_WEIGHTS_BYTES``                 16 GiB     a ``.weights`` / ``.safetensors`` file
 ``MAX_TENSORS``                       10,000     tensors in one weights file (zip members / header entries)
 ``MAX_ZIP_DIRECTORY_BYTES``           16 MiB     the zip central directory of a ``.weights`` file
-``MAX_WEIGHTS_PICKLE_BYTES``          16 MiB     the ``data.pkl`` member of a ``.weights`` zip
+``MAX_WEIGHTS_PICKLE_BYTES``          4 MiB      the ``data.pkl`` member of a ``.weights`` zip (13 KB for 106 tensors)
 ``MAX_SAFETENSORS_HEADER_BYTES``      16 MiB     the JSON header of a ``.safetensors`` file
 ``MAX_PICKLE_MEMO``                   100,000    memo slots a ``.model`` pickle may use
 ====================================  =========  ============================================================
@@ -39,7 +39,7 @@ MAX_MODEL_BYTES = 1 * MiB
 MAX_WEIGHTS_BYTES = 16 * GiB
 MAX_TENSORS = 10_000
 MAX_ZIP_DIRECTORY_BYTES = 16 * MiB
-MAX_WEIGHTS_PICKLE_BYTES = 16 * MiB
+MAX_WEIGHTS_PICKLE_BYTES = 4 * MiB
 MAX_SAFETENSORS_HEADER_BYTES = 16 * MiB
 MAX_PICKLE_MEMO = 100_000
 
