@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue as queue_mod
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -283,17 +284,24 @@ def _lane_bundles(source: EpisodeSource, targets: Sequence[EpisodeTargets], lane
 
 
 def _worker_main(source: EpisodeSource, targets: Sequence[EpisodeTargets], lanes: Sequence[int], batch: int,
-                 seq_len: int, seed: int, epochs: Optional[int], start: int, out: Any, stop: Any) -> None:
-    """Decoding process: puts ("ok", bundle) per step, then ("end",), or ("error", message) and exits."""
+                 seq_len: int, seed: int, epochs: Optional[int], start: int, out: Any, stop: Any,
+                 parent: int) -> None:
+    """Decoding process: puts ("ok", bundle) per step, then ("end",), or ("error", message) and exits.
+
+    It also exits when the training process is gone (killed with -9, the daemon flag does not help then).
+    """
+    def wanted() -> bool:
+        return not stop.is_set() and os.getppid() == parent
+
     try:
         for bundle in _lane_bundles(source, targets, lanes, batch, seq_len, seed, epochs, start):
-            while not stop.is_set():
+            while wanted():
                 try:
                     out.put(("ok", bundle), timeout=0.5)
                     break
                 except queue_mod.Full:
                     continue
-            if stop.is_set():
+            if not wanted():
                 return
         out.put(("end",))
     except Exception as e:  # forwarded to the training process, which raises it
@@ -364,7 +372,7 @@ class WindowLoader:
             lanes = list(range(w, self.batch, self.workers))
             p = ctx.Process(target=_worker_main, daemon=True, name=f"vpt-train-decode-{w}",
                             args=(self.source, self.targets, lanes, self.batch, self.seq_len, self.seed,
-                                  self.epochs, self.next_step, q, stop))
+                                  self.epochs, self.next_step, q, stop, os.getpid()))
             p.start()
             self._procs.append(p)
         try:
