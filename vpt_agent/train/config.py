@@ -33,7 +33,7 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
     dtype: Optional[str] = _opt(None, "float32 | bfloat16 autocast (default: bfloat16 on GPU, float32 on CPU)",
                                 choices=("float32", "bfloat16"))
-    grad_checkpoint: bool = _opt(False, "recompute activations in backward (the CNN in chunks of 64 frames, "
+    grad_checkpoint: bool = _opt(False, "recompute activations in backward (the CNN in chunks of 32 frames, "
                                         "each transformer block): far less memory, ~1/3 more compute")
     freeze_trunk: bool = _opt(False, "train only the policy and value heads")
     resume: bool = _opt(False, "continue the run in OUT from its last checkpoint")
