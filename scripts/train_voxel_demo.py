@@ -1,7 +1,9 @@
 """Train the ``voxel-treechop-demo`` agent end to end: scripted-chopper demonstrations, behavioural cloning, DAgger.
 
-    python scripts/train_voxel_demo.py --out runs/voxel-demo --time-budget 3000 --device cpu --workers 2
-    python scripts/train_voxel_demo.py --out runs/voxel-demo --time-budget 300 --device cuda --workers 15 --batch 64
+    python scripts/train_voxel_demo.py --out runs/voxel-demo --time-budget 300 --device cuda --workers 15 \
+        --envs-per-worker 2 --expert-episodes 120 --val-episodes 30 --rounds 5 --batch 64 --test-episodes 50
+    python scripts/train_voxel_demo.py --out runs/smoke --time-budget 120 --device cpu --workers 2 \
+        --expert-episodes 4 --episode-steps 128 --val-episodes 2 --val-steps 100 --batch 4 --seq-len 32 --memory 64
 
 What happens, all inside ``--time-budget`` seconds (wall clock, start-up included):
 
@@ -26,6 +28,7 @@ from the evaluation seeds 1000..1049 used in the README (``python -m vpt_agent.e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -86,17 +89,19 @@ class Options:
     test_episodes: int = field(default=0, metadata={"help": "after training, score the saved model on this many "
                                                             "episodes from --test-seed (report only)"})
     test_seed: int = field(default=1000, metadata={"help": "env seed of the first test episode"})
+    test_random: bool = field(default=False, metadata={"help": "also score randomly initialised weights (same "
+                                                                "config) on the test seeds, as a baseline"})
     # model
-    hidsize: int = field(default=192, metadata={"help": "transformer width"})
+    hidsize: int = field(default=160, metadata={"help": "transformer width"})
     impala_width: float = field(default=0.5, metadata={"help": "ImpalaCNN channel multiplier (x [16, 32, 32])"})
     layers: int = field(default=2, metadata={"help": "transformer layers"})
     heads: int = field(default=4, metadata={"help": "attention heads"})
     memory: int = field(default=128, metadata={"help": "attention_memory_size (context = memory - seq-len)"})
     temperature: float = field(default=0.5, metadata={"help": "sampling temperature stored in the .model"})
     # optimisation
-    batch: int = field(default=16, metadata={"help": "sequences per batch"})
+    batch: int = field(default=32, metadata={"help": "sequences per batch"})
     seq_len: int = field(default=64, metadata={"help": "frames per sequence (the .model's timesteps)"})
-    lr: float = field(default=6e-4, metadata={"help": "AdamW peak learning rate"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
     weight_decay: float = field(default=0.039428, metadata={"help": "AdamW weight decay"})
     warmup: int = field(default=100, metadata={"help": "linear warm-up steps"})
     clip: float = field(default=5.0, metadata={"help": "gradient-norm clip"})
@@ -105,8 +110,15 @@ class Options:
     progress: bool = field(default=True, metadata={"help": "log progress lines"})
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line on stderr and exit code 2 (no usage block)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(Options):
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
@@ -463,16 +475,33 @@ def write_metrics(out: Path, metrics: Dict[str, Any]) -> None:
 
 
 # ================================================================================ main
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch's global RNG inside the block only (parameter init)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _fail(message: str) -> None:
+    """Bad input or an impossible run: one line on stderr, exit status 2."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def run(opts: Options) -> Dict[str, Any]:
     t_start = time.time()
     deadline = t_start + opts.time_budget
     if opts.episode_steps % opts.seq_len:
-        raise SystemExit(f"error: --episode-steps {opts.episode_steps} is not a multiple of --seq-len {opts.seq_len}")
+        _fail(f"error: --episode-steps {opts.episode_steps} is not a multiple of --seq-len {opts.seq_len}")
     if opts.memory <= opts.seq_len:
-        raise SystemExit(f"error: --memory {opts.memory} must exceed --seq-len {opts.seq_len}")
+        _fail(f"error: --memory {opts.memory} must exceed --seq-len {opts.seq_len}")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(opts.device)
+    try:
+        device = resolve_device(opts.device)
+    except ValueError as e:
+        _fail(f"error: --device: {e}")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if device.type == "cuda":
@@ -510,7 +539,7 @@ def run(opts: Options) -> Dict[str, Any]:
                             deadline=t0 + 0.3 * opts.time_budget)
         data.add(expert, device)
         if data.n_frames == 0:
-            raise SystemExit("error: no complete expert window was recorded within 30% of --time-budget")
+            _fail("error: no complete expert window was recorded within 30% of --time-budget")
         collect_rate = data.n_frames / (time.time() - t0)  # env steps / s with the expert alone
         metrics["expert"] = {**score(expert), "seconds": time.time() - t0, "frames": data.n_frames}
         del expert
@@ -523,7 +552,7 @@ def run(opts: Options) -> Dict[str, Any]:
         overhead = val_time + 3.0 * dagger_n * opts.episode_steps / collect_rate
         for r in range(10_000):
             now = time.time()
-            test_time = val_time * opts.test_episodes / max(1, opts.val_episodes) * 1.3
+            test_time = val_time * opts.test_episodes / max(1, opts.val_episodes) * 1.3 * (1 + opts.test_random)
             reserve = 0.03 * opts.time_budget + 5 + test_time
             # Round 0 gets a double share: DAgger data are only worth collecting once the clone is half decent.
             shares = max(1, opts.rounds - r) + (1 if r == 0 else 0)
@@ -574,10 +603,10 @@ def run(opts: Options) -> Dict[str, Any]:
             if time.time() > deadline - reserve:
                 break
         # 3. the saved (best) model on the evaluation seeds: reported only, never used for a choice
+        test_seeds = list(range(opts.test_seed, opts.test_seed + opts.test_episodes))
         if opts.test_episodes and metrics["best"] is not None:
             sd = torch.load(out / f"{NAME}.weights", map_location=device, weights_only=True)
             policy.load_state_dict(sd)
-            test_seeds = list(range(opts.test_seed, opts.test_seed + opts.test_episodes))
             t4 = time.time()
             eps, complete = rollout(pool, test_seeds, opts.val_steps, 0.0, learner, rng, record=False,
                                     deadline=deadline)
@@ -589,6 +618,17 @@ def run(opts: Options) -> Dict[str, Any]:
                             metrics["test"]["mean_return"], metrics["test"]["ci95"])
             else:
                 logger.info("test evaluation cut short by the time budget")
+        if opts.test_episodes and opts.test_random:
+            with _seeded(opts.seed + 1):
+                baseline = VPTPolicy(cfg).to(device, memory_format=torch.channels_last).eval()
+            eps, complete = rollout(pool, test_seeds, opts.val_steps, 0.0,
+                                    Learner(baseline, device, opts.temperature, opts.seed, opts.bf16), rng,
+                                    record=False, deadline=deadline)
+            if complete:
+                metrics["test_random_weights"] = {"seeds": [test_seeds[0], test_seeds[-1]], **score(eps)}
+                logger.info("random weights on the test seeds: logs in %.0f%% of episodes, mean return %.2f",
+                            100 * metrics["test_random_weights"]["share_with_log"],
+                            metrics["test_random_weights"]["mean_return"])
     finally:
         pool.close()
         metrics["elapsed_s"] = time.time() - t_start
@@ -600,8 +640,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     opts = Options(**vars(build_parser().parse_args(argv)))
     if opts.time_budget <= 0 or opts.workers < 0 or opts.batch < 1 or opts.temperature <= 0:
-        print("error: --time-budget, --batch and --temperature must be positive, --workers >= 0", file=sys.stderr)
-        raise SystemExit(2)
+        _fail("error: --time-budget, --batch and --temperature must be positive, --workers >= 0")
     metrics = run(opts)
     print(json.dumps({"best": metrics.get("best"), "elapsed_s": metrics["elapsed_s"]}))
 
