@@ -2,8 +2,8 @@
 
 1. Record episodes of the embedded env (``vpt/VoxelTreechop-v0``) played by the scripted chopper
    (``vpt_agent.demos``): the true actions are known.
-2. Train a tiny IDM (the 4x IDM's structure: 3D conv, non-causal attention over 16-frame windows; 64x64 input,
-   ~1M parameters) from scratch on the training episodes (cross-entropy on the 20 buttons and 2 camera axes).
+2. Train a tiny IDM (the 4x IDM's structure: 3D conv, non-causal attention over 16-frame windows; 32x32 input,
+   ~0.9M parameters) from scratch on the training episodes (cross-entropy on the 20 buttons and 2 camera axes).
 3. Label the held-out episodes' videos with ``python -m vpt_agent.label``'s code (window 16, stride 8) and read
    both jsonl files back with ``vpt_agent.data``.
 4. Per-key accuracy and camera agreement of the labels against the true actions, next to an always-no-op labeller.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ from vpt_agent.idm_actions import env_to_idm  # noqa: E402
 
 WINDOW = 16
 TINY = dict(IDM_4X_NET_KWARGS, attention_heads=4, attention_memory_size=WINDOW, timesteps=WINDOW, hidsize=128,
-            n_recurrence_layers=1, impala_width=1, img_shape=[64, 64, 8],
+            n_recurrence_layers=1, impala_width=1, img_shape=[32, 32, 8],
             conv3d_params={"inchan": 3, "kernel_size": [5, 1, 1], "outchan": 8, "padding": [2, 0, 0]})
 
 
@@ -150,14 +151,16 @@ def table(result: Dict[str, object]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/idm_smoke")
-    p.add_argument("--train-episodes", type=int, default=16)
+    p.add_argument("--train-episodes", type=int, default=12)
     p.add_argument("--test-episodes", type=int, default=4)
     p.add_argument("--max-steps", type=int, default=200, help="steps per recorded episode")
-    p.add_argument("--train-steps", type=int, default=400)
+    p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=8, help="windows per training step")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: on a shared machine more threads spin-wait and run several times slower)")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     t0 = time.perf_counter()
     print("recording episodes (scripted chopper, embedded env) ...", flush=True)
@@ -177,6 +180,7 @@ def main() -> None:
         dst = tmp_videos / rec.video.name
         if not dst.exists():
             dst.hardlink_to(rec.video)
+    shutil.rmtree(out / "labelled", ignore_errors=True)  # labels of an earlier run's IDM would be skipped as done
     label_videos(LabelConfig(videos=[str(tmp_videos)], out=str(out / "labelled"), model=str(model),
                              weights=str(weights), device="cpu", batch=8, progress=False))
     result = score(out / "test", out / "labelled")
