@@ -510,7 +510,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (LabelError, DataError, IDMError, ModelFileError, WeightsFileError, WeightsMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except VPTError as err:  # e.g. the zoo could not fetch the model
+    except (VPTError, OSError) as err:  # e.g. the zoo could not fetch the model, the disk is full
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
