@@ -478,6 +478,14 @@ def test_package_data_declares_the_assets():
     assert zoo.ASSETS_DIR == Path(zoo.__file__).resolve().parent / "assets"
 
 
+def test_kind_filter_refuses_the_other_kind(server):
+    with pytest.raises(zoo.UnknownModelError, match="4x-idm is an inverse dynamics model, not a policy") as info:
+        zoo.fetch("4x-idm", kind="policy")
+    assert "foundation-model-1x" in str(info.value) and "4x-idm," not in str(info.value)
+    assert zoo.get_model("4x-idm", kind="idm").kind == "idm"
+    assert server.requests == []
+
+
 def test_idm_files_are_fetched_like_the_others(server, files):
     server.files["4x_idm.model"] = _model_bytes(4096)
     server.files["4x_idm.weights"] = _weights_bytes(seed=4, n=10)

@@ -149,6 +149,7 @@ _MODELS: Tuple[ZooModel, ...] = (
              "voxel-treechop-demo.weights", config_file="voxel-treechop-demo.model", source="bundled"),
 )
 _BY_NAME: Dict[str, ZooModel] = {m.name: m for m in _MODELS}
+_KIND_NAMES = {"policy": "a policy (an agent)", "idm": "an inverse dynamics model"}
 
 
 @dataclass(frozen=True)
@@ -190,12 +191,20 @@ def model_names() -> List[str]:
     return [m.name for m in _MODELS]
 
 
-def get_model(name: str) -> ZooModel:
-    """Catalogue entry for ``name`` (case-insensitive); raises :class:`UnknownModelError` listing valid names."""
+def get_model(name: str, kind: Optional[str] = None) -> ZooModel:
+    """Catalogue entry for ``name`` (case-insensitive); raises :class:`UnknownModelError` listing valid names.
+
+    With ``kind`` (``"policy"`` or ``"idm"``), an entry of another kind is refused too, naming what it is.
+    """
     key = str(name).strip().lower()
+    valid = [m.name for m in _MODELS if kind is None or m.kind == kind]
     if key not in _BY_NAME:
-        raise UnknownModelError(f"unknown model {str(name)[:80]!r}; valid names: {', '.join(model_names())}")
-    return _BY_NAME[key]
+        raise UnknownModelError(f"unknown model {str(name)[:80]!r}; valid names: {', '.join(valid)}")
+    entry = _BY_NAME[key]
+    if kind is not None and entry.kind != kind:
+        raise UnknownModelError(f"{entry.name} is {_KIND_NAMES.get(entry.kind, entry.kind)}, not "
+                                f"{_KIND_NAMES.get(kind, kind)}; valid names here: {', '.join(valid)}")
+    return entry
 
 
 def config_url(size: str) -> str:
@@ -255,14 +264,16 @@ def is_offline() -> bool:
 
 
 def fetch(
-    name: str, cache_dir: Optional[os.PathLike] = None, progress: bool = True, force: bool = False
+    name: str, cache_dir: Optional[os.PathLike] = None, progress: bool = True, force: bool = False,
+    kind: Optional[str] = None,
 ) -> Tuple[Path, Path]:
     """Return local ``(model_path, weights_path)`` for catalogue entry ``name``, downloading what is not cached.
 
     Bundled entries return their package-data paths (nothing is downloaded or cached). Cached files are verified
-    against the manifest. ``force=True`` discards cached copies first. Raises :class:`ZooError` (one line).
+    against the manifest. ``force=True`` discards cached copies first. ``kind="policy"`` (or ``"idm"``) refuses
+    an entry of the other kind before anything is downloaded. Raises :class:`ZooError` (one line).
     """
-    entry = get_model(name)
+    entry = get_model(name, kind)
     if entry.bundled:
         return _bundled_path(entry.model_file), _bundled_path(entry.weights_file)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
