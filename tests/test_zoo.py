@@ -635,6 +635,12 @@ def test_signed_mirror_url_and_credentials_are_never_echoed(server, monkeypatch)
     assert "TOPSECRET" not in str(info.value) and "s3cret" not in str(info.value) and "alice" not in str(info.value)
 
 
+def test_redact_hides_credentials_and_queries():
+    assert download.redact("https://u:p@host:8443/a/b.weights?sig=x") == "https://host:8443/a/b.weights?<redacted>"
+    assert download.redact("http://[::1]:9000/m/2x.model") == "http://[::1]:9000/m/2x.model"
+    assert download.redact("file:///srv/vpt/2x.model") == "file:///srv/vpt/2x.model"
+
+
 @pytest.mark.parametrize("name", ["../x", "../../etc/passwd", "/etc/passwd", "sub/2x.model", "", "unknown.weights"])
 def test_fetch_file_refuses_names_outside_the_catalogue(server, name, tmp_path):
     with pytest.raises(zoo.UnknownModelError, match="not a zoo file name"):

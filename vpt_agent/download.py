@@ -62,10 +62,15 @@ class _Restart(_Retryable):
 def redact(url: str) -> str:
     """``url`` without user/password and with its query string hidden, for messages and the manifest."""
     parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, "<redacted>" if parts.query else "", ""))
+
+
+def _host(parts: urllib.parse.SplitResult) -> str:
+    """``host[:port]`` of a split URL without any ``user:password@`` (IPv6 hosts bracketed)."""
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "<redacted>" if parts.query else "", ""))
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def join_url(base: str, filename: str) -> str:
@@ -179,10 +184,7 @@ def _split_credentials(url: str) -> Tuple[str, Optional[str]]:
     parts = urllib.parse.urlsplit(url)
     if parts.username is None and parts.password is None:
         return url, None
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    plain = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    plain = urllib.parse.urlunsplit((parts.scheme, _host(parts), parts.path, parts.query, parts.fragment))
     user = urllib.parse.unquote(parts.username or "")
     password = urllib.parse.unquote(parts.password or "")
     return plain, "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
