@@ -57,7 +57,7 @@ class ModelFileError(VPTError, ValueError):
 
 
 class WeightsFileError(VPTError, ValueError):
-    """A weights file is unreadable, truncated, too large, unsafe, or not a state dict."""
+    """A weights file is unreadable, truncated, too large, unsafe, not a state dict, or holds unusable tensors."""
 
 
 # ----------------------------------------------------------------------------------------------------- opening

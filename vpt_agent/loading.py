@@ -38,7 +38,7 @@ __all__ = ["ModelFileError", "WeightsFileError", "WeightsMismatchError", "LoadRe
 
 
 class WeightsMismatchError(VPTError, ValueError):
-    """A state dict does not fit the network (missing keys, wrong shapes, or unusable tensor values)."""
+    """A state dict does not fit the network (missing keys or wrong shapes); the message diagnoses why."""
 
 
 # ----------------------------------------------------------------------------- .model
