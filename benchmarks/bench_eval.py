@@ -43,10 +43,16 @@ def official_model_file(size: str, directory: Path) -> Path:
     return path
 
 
-def agent_alone(model: Path, device: str, dtype: str, batches, iters: int) -> dict:
-    """Frames/s of ``VPTAgent.get_actions`` on random 128x128 frames, per batch size (after warm-up)."""
-    from vpt_agent import VPTAgent
+def agent_alone(model: Path, device: str, dtype: str, batches, iters: int, num_envs: int) -> dict:
+    """Frames/s of ``VPTAgent.get_actions`` on random 128x128 frames, per batch size (after warm-up), with the
+    torch CPU threads the evaluation gives the policy (the CPUs its K env workers leave free)."""
+    import torch
 
+    from vpt_agent import VPTAgent
+    from vpt_agent.eval.runner import default_threads
+    from vpt_agent.evaluate import EvalConfig
+
+    torch.set_num_threads(default_threads(EvalConfig(num_envs=num_envs)))
     agent = VPTAgent.from_config(model, device=device, dtype=dtype, seed=0)
     h, w = agent.config.img_shape[:2]
     rng = np.random.default_rng(0)
@@ -60,7 +66,7 @@ def agent_alone(model: Path, device: str, dtype: str, batches, iters: int) -> di
         for _ in range(iters):
             agent.get_actions(obs, [False] * batch, deterministic=True)
         rates[batch] = batch * iters / (time.perf_counter() - start)
-    return {"device": str(agent.device), "frames_per_s": rates}
+    return {"device": str(agent.device), "frames_per_s": rates, "torch_threads": torch.get_num_threads()}
 
 
 def run_eval(model: Path, weights: str, args, groups: int, out: Path) -> dict:
@@ -98,7 +104,7 @@ def main() -> None:
         tmp = Path(tmp)
         model = args.model or official_model_file(args.size, tmp)
         group_sizes = {-(-args.num_envs // g) for g in args.pipeline} | {args.num_envs}
-        alone = agent_alone(model, args.device, args.dtype, group_sizes, args.agent_iters)
+        alone = agent_alone(model, args.device, args.dtype, group_sizes, args.agent_iters, args.num_envs)
         rate_k = alone["frames_per_s"][args.num_envs]
         print(f"agent alone on {alone['device']}: " + ", ".join(
             f"B={b} {r:.0f} frames/s" for b, r in sorted(alone["frames_per_s"].items())), flush=True)

@@ -69,3 +69,12 @@ def test_help_imports_neither_torch_nor_opencv():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_pipeline_default_depends_on_where_the_policy_runs():
+    from vpt_agent.eval.config import pipeline_groups
+
+    assert pipeline_groups(EvalConfig(), 4, policy_on_gpu=True) == 2
+    assert pipeline_groups(EvalConfig(), 4, policy_on_gpu=False) == 1
+    assert pipeline_groups(EvalConfig(pipeline=3), 2, policy_on_gpu=False) == 2  # never more groups than envs
+    assert pipeline_groups(EvalConfig(pipeline=2), 1, policy_on_gpu=True) == 1

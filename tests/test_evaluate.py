@@ -134,7 +134,7 @@ def test_exact_episode_count_with_k_envs_and_consistent_report(tmp_path):
     assert thr["env_steps_per_s"] > 0 and thr["agent_steps_per_s"] > 0
     assert thr["bound_steps_per_s"] == pytest.approx(min(2 * thr["env_steps_per_s"], thr["agent_steps_per_s"]))
     assert thr["share_of_bound"] == pytest.approx(thr["overall_steps_per_s"] / thr["bound_steps_per_s"])
-    assert summary["session"]["group_sizes"] == [1, 1]  # K=2 runs as two pipelined groups by default
+    assert summary["session"]["group_sizes"] == [2]  # on a CPU the default is lock-step (--pipeline 1)
     assert summary["config"]["num_envs"] == 2 and summary["versions"]["torch"]
     assert (out / report.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

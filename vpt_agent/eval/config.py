@@ -54,7 +54,8 @@ class EvalConfig:
     num_envs: int = field(default=1, metadata=_opt("env processes in parallel", short="-k", minimum=1, metavar="K"))
     pipeline: Optional[int] = field(default=None, metadata=_opt(
         "split the K envs into G groups, each with its own policy memory, so that one group's policy forward "
-        "overlaps the other groups' env steps (default: 2 when K >= 2; 1 = lock-step)", minimum=1, metavar="G"))
+        "overlaps the other groups' env steps (default: 2 when the policy runs on a GPU, else 1 = lock-step: on a CPU "
+        "the policy and the envs share the cores, and smaller batches cost more per frame)", minimum=1, metavar="G"))
     deterministic: bool = field(default=False, metadata=_opt("argmax actions instead of sampling"))
     seed: int = field(default=0, metadata=_opt("episode i uses env seed S+i; also seeds action sampling",
                                                metavar="S"))
@@ -123,9 +124,10 @@ def env_spec(config: EvalConfig, frame_size: Optional[Tuple[int, int]] = None) -
     return EnvSpec(config.env, dict(config.env_kwargs), config.max_steps, frame_size)
 
 
-def pipeline_groups(config: EvalConfig, num_envs: int) -> int:
-    """G: ``--pipeline``, else 2 when there are at least 2 envs; never more than the envs."""
-    return max(1, min(config.pipeline or 2, num_envs))
+def pipeline_groups(config: EvalConfig, num_envs: int, policy_on_gpu: bool) -> int:
+    """G: ``--pipeline``, else 2 when the policy runs on a GPU (and 1 on a CPU); never more than the envs."""
+    default = 2 if policy_on_gpu else 1
+    return max(1, min(config.pipeline or default, num_envs))
 
 
 def _check_fields(config: EvalConfig) -> None:
