@@ -304,7 +304,7 @@ def _subprocess(args: List[str]) -> Dict[str, Any]:
 
 
 def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
+    return "-".rjust(int(spec.split(".")[0])) if x is None else format(x, spec)
 
 
 def _table(rows: List[Dict[str, Any]]) -> str:

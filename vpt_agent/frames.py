@@ -13,7 +13,18 @@ import numpy as np
 PARALLEL_MIN_BATCH = 8
 
 _pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
 _pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """A forked child has none of the parent's threads: it makes its own pool when it needs one."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def check_pov(obs: Mapping[str, Any]) -> np.ndarray:
@@ -71,7 +82,7 @@ def preprocess_batch(obs_list: Sequence[Mapping[str, Any]], size: Sequence[int] 
     if pool is None:
         resize_range(0, len(povs))
         return out
-    n = pool._max_workers  # contiguous chunks, one per worker: few tasks, no per-frame scheduling cost
+    n = _pool_size  # contiguous chunks, one per worker: few tasks, no per-frame scheduling cost
     bounds = [len(povs) * k // n for k in range(n + 1)]
     for f in [pool.submit(resize_range, lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]:
         f.result()
@@ -80,7 +91,7 @@ def preprocess_batch(obs_list: Sequence[Mapping[str, Any]], size: Sequence[int] 
 
 def _thread_pool() -> Optional[ThreadPoolExecutor]:
     """A shared pool with one thread per CPU this process may use (None on a single CPU)."""
-    global _pool
+    global _pool, _pool_size
     try:
         n_cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -89,5 +100,6 @@ def _thread_pool() -> Optional[ThreadPoolExecutor]:
         return None
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=min(n_cpus, 16), thread_name_prefix="vpt-resize")
+            _pool_size = min(n_cpus, 16)
+            _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="vpt-resize")
         return _pool
