@@ -110,10 +110,12 @@ def score(truth_dir: Path, label_dir: Path) -> Dict[str, object]:
         tb.append(b), tc.append(c), lb.append(pb), lc.append(pc)
     tb, tc, lb, lc = map(np.concatenate, (tb, tc, lb, lc))
     noop_b, noop_c = np.zeros_like(tb), np.full_like(tc, CAMERA_NULL_BIN)
-    keys = {}
+    keys, false_presses_of_unused_keys = {}, {}
     for i, key in enumerate(BUTTONS):
         pressed = tb[:, i] == 1
         if not pressed.any():
+            if lb[:, i].any():
+                false_presses_of_unused_keys[key] = int(lb[:, i].sum())
             continue
         keys[key] = {"pressed_fraction": float(pressed.mean()),
                      "accuracy": float((lb[:, i] == tb[:, i]).mean()),
@@ -129,7 +131,8 @@ def score(truth_dir: Path, label_dir: Path) -> Dict[str, object]:
               "exact_agreement_when_moving": float((lc[moving] == tc[moving]).all(axis=1).mean()),
               "mean_abs_bin_error": float(np.abs(lc - tc).mean()),
               "noop_mean_abs_bin_error": float(np.abs(noop_c - tc).mean())}
-    return {"frames": int(len(tb)), "keys": keys, "camera": camera}
+    return {"frames": int(len(tb)), "keys": keys, "camera": camera,
+            "false_presses_of_unused_keys": false_presses_of_unused_keys}
 
 
 def table(result: Dict[str, object]) -> str:
@@ -139,6 +142,7 @@ def table(result: Dict[str, object]) -> str:
         lines.append(f"| {key} | {k['pressed_fraction']:.1%} | {k['accuracy']:.1%} | {k['noop_accuracy']:.1%} | "
                      f"{k['recall_when_pressed']:.1%} | {k['false_press_rate']:.1%} |")
     c = result["camera"]
+    lines.append(f"(labels of keys the true actions never press: {result['false_presses_of_unused_keys'] or 'none'})")
     lines += ["", "| camera | IDM | no-op |", "|---|---|---|",
               f"| both bins exact | {c['exact_agreement']:.1%} | {c['noop_exact_agreement']:.1%} |",
               f"| exact when the camera moved ({c['moving_fraction']:.0%} of steps) | "
