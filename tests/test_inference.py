@@ -6,6 +6,7 @@ import torch
 from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
 from test_golden_configs import _build, _compare, _config_names, _frame, _golden, _net_kwargs
 from vpt_agent import VPTAgent
+from vpt_agent.errors import VPTError
 from vpt_agent.inference import StepEngine, cast_for_inference, supports
 
 
@@ -69,7 +70,7 @@ def test_mask_none_config_uses_the_eager_path():
 def test_engine_rejects_a_wrong_batch():
     agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu")
     engine = StepEngine(agent.policy, 2)
-    with pytest.raises(ValueError, match="steps 2 envs"):
+    with pytest.raises(VPTError, match="steps 2 envs"):
         engine(_frames(agent, (1,), 0), torch.tensor([True]))
     with pytest.raises(ValueError, match="cuda_graph"):
         StepEngine(agent.policy, 1, cuda_graph=True)

@@ -6,7 +6,8 @@ import torch
 
 from conftest import make_obs
 from vpt_agent import frames as frames_mod
-from vpt_agent.frames import preprocess_batch, preprocess_pov
+from vpt_agent.errors import VPTError
+from vpt_agent.frames import ObservationError, preprocess_batch, preprocess_pov
 from vpt_agent.resize import resize_linear_u8
 
 IN_SIZES = [(360, 640), (720, 1280), (64, 100), (256, 256), (128, 129), (1, 1), (2, 3), (500, 37), (97, 1000)]
@@ -55,8 +56,9 @@ def test_batch_preprocessing_equals_single(batch):
 def test_batch_preprocessing_validates_everything_before_writing():
     out = np.zeros((9, 128, 128, 3), dtype=np.uint8)
     obs = [{"pov": make_obs(0, 0)}] * 8 + [{"pov": np.zeros((10, 10), dtype=np.uint8)}]
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+    with pytest.raises(ObservationError, match=r"\(H, W, 3\)") as err:
         preprocess_batch(obs, (128, 128), out=out)
+    assert isinstance(err.value, VPTError) and isinstance(err.value, ValueError)
     assert not out.any()
     with pytest.raises(ValueError, match="out must be"):
         preprocess_batch(obs[:2], (128, 128), out=np.zeros((3, 128, 128, 3), dtype=np.uint8))

@@ -12,6 +12,7 @@ import torch
 from . import action_mapping
 from .attention import LayerMemory
 from .config import PolicyConfig
+from .errors import VPTError
 from .frames import preprocess_batch
 from .inference import StepEngine, cast_for_inference, supports
 from .loading import LoadReport, PathLike, load_model_config, load_state_dict, read_state_dict
@@ -23,6 +24,11 @@ Action = Dict[str, Any]
 DTypeLike = Union[torch.dtype, str]
 
 
+class AgentError(VPTError, ValueError):
+    """Bad agent arguments: an unknown or unavailable device or dtype, malformed ``first`` flags, a batch size
+    changed mid-episode."""
+
+
 def resolve_device(device: Union[str, torch.device]) -> torch.device:
     """``"auto"`` -> cuda if available, else cpu. Unknown or unavailable devices raise ``ValueError``."""
     if str(device) == "auto":
@@ -30,9 +36,9 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from e
+        raise AgentError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+        raise AgentError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
     return dev
 
 
@@ -41,7 +47,7 @@ def resolve_dtype(dtype: DTypeLike) -> torch.dtype:
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
     dt = names.get(dtype, dtype) if isinstance(dtype, str) else dtype
     if dt not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+        raise AgentError(f"dtype must be float32 or bfloat16, got {dtype!r}")
     return dt
 
 
@@ -73,7 +79,7 @@ class VPTAgent:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         if cuda_graph and self.device.type != "cuda":
-            raise ValueError(f"cuda_graph=True needs device='cuda', got {self.device}")
+            raise AgentError(f"cuda_graph=True needs device='cuda', got {self.device}")
         #: Whether steps replay a captured CUDA graph (default: on CUDA, when the engine supports the config).
         self.cuda_graph = (self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph)) and supports(policy)
         # Frames arrive as NHWC, so convolutions see channels-last inputs; channels-last conv weights spare a
@@ -142,7 +148,7 @@ class VPTAgent:
     def get_action(self, obs: Mapping[str, Any], deterministic: bool = False) -> Action:
         """One env: MineRL observation dict -> MineRL action dict (all 24 keys)."""
         if self._batch not in (None, 1):
-            raise ValueError("this agent holds memory for a batch of envs; call reset() before get_action()")
+            raise AgentError("this agent holds memory for a batch of envs; call reset() before get_action()")
         return self._step([obs], [self._batch is None], deterministic, full=False).actions[0]
 
     def get_actions(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool],
@@ -184,7 +190,7 @@ class VPTAgent:
         if self._batch == batch:
             return
         if self._batch is not None and not all(first):
-            raise ValueError(f"batch size changed from {self._batch} to {batch} mid-episode; "
+            raise AgentError(f"batch size changed from {self._batch} to {batch} mid-episode; "
                              "call reset() or pass first=True for every env")
         if supports(self.policy):
             if self._engine is None or self._engine.batch_size != batch:
@@ -200,14 +206,14 @@ class VPTAgent:
     def _first(self, first: Sequence[bool], n: int) -> torch.Tensor:
         arr = np.asarray(first)
         if arr.shape != (n,) or arr.dtype.kind not in "bui":
-            raise ValueError(f"first must be a sequence of {n} bools, got {arr.dtype} {arr.shape}")
+            raise AgentError(f"first must be a sequence of {n} bools, got {arr.dtype} {arr.shape}")
         t = torch.from_numpy(arr.astype(bool))
         return t.pin_memory() if self.device.type == "cuda" else t
 
     def _frames(self, obs_list: Sequence[Mapping[str, Any]]) -> torch.Tensor:
         """Validated, resized frames (B, h, w, 3) uint8 on the host (a reused pinned buffer on CUDA)."""
         if isinstance(obs_list, Mapping) or len(obs_list) == 0:
-            raise ValueError("obs_list must be a non-empty list of observation dicts")
+            raise AgentError("obs_list must be a non-empty list of observation dicts")
         h, w = self.config.img_shape[:2]
         if self.device.type != "cuda":
             return torch.from_numpy(preprocess_batch(obs_list, (h, w)))

@@ -9,8 +9,16 @@ from typing import Any, Mapping, Optional, Sequence
 import cv2
 import numpy as np
 
+from .errors import VPTError
+
 #: Batches at least this large are resized by a thread pool (cv2 releases the GIL while it works).
 PARALLEL_MIN_BATCH = 8
+
+
+
+class ObservationError(VPTError, ValueError):
+    """An observation the agent cannot use (no ``pov``, wrong dtype or shape, NaN)."""
+
 
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
@@ -30,18 +38,18 @@ if hasattr(os, "register_at_fork"):
 def check_pov(obs: Mapping[str, Any]) -> np.ndarray:
     """``obs["pov"]`` if it is an RGB uint8 HxWx3 array; otherwise ``ValueError`` saying what was expected."""
     if not isinstance(obs, Mapping):
-        raise ValueError(f"an observation must be a dict with a 'pov' entry, got {type(obs).__name__}")
+        raise ObservationError(f"an observation must be a dict with a 'pov' entry, got {type(obs).__name__}")
     if "pov" not in obs:
-        raise ValueError(f"observation has no 'pov' key (keys: {sorted(obs)}); expected RGB uint8 HxWx3")
+        raise ObservationError(f"observation has no 'pov' key (keys: {sorted(obs)}); expected RGB uint8 HxWx3")
     pov = obs["pov"]
     if not isinstance(pov, np.ndarray):
-        raise ValueError(f"obs['pov'] must be a numpy array, got {type(pov).__name__}")
+        raise ObservationError(f"obs['pov'] must be a numpy array, got {type(pov).__name__}")
     if pov.dtype.kind == "f" and np.isnan(pov).any():
-        raise ValueError("obs['pov'] contains NaN; expected RGB uint8 HxWx3")
+        raise ObservationError("obs['pov'] contains NaN; expected RGB uint8 HxWx3")
     if pov.dtype != np.uint8:
-        raise ValueError(f"obs['pov'] must be uint8 RGB, got dtype {pov.dtype}")
+        raise ObservationError(f"obs['pov'] must be uint8 RGB, got dtype {pov.dtype}")
     if pov.ndim != 3 or pov.shape[2] != 3 or pov.shape[0] < 1 or pov.shape[1] < 1:
-        raise ValueError(f"obs['pov'] must have shape (H, W, 3), got {pov.shape}")
+        raise ObservationError(f"obs['pov'] must have shape (H, W, 3), got {pov.shape}")
     return pov
 
 
@@ -69,7 +77,7 @@ def preprocess_batch(obs_list: Sequence[Mapping[str, Any]], size: Sequence[int] 
     if out is None:
         out = np.empty((len(povs), h, w, 3), dtype=np.uint8)
     elif out.shape != (len(povs), h, w, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous uint8 array of shape {(len(povs), h, w, 3)}")
+        raise ObservationError(f"out must be a C-contiguous uint8 array of shape {(len(povs), h, w, 3)}")
 
     def resize_range(lo: int, hi: int) -> None:
         for i in range(lo, hi):

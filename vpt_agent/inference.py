@@ -28,9 +28,15 @@ from typing import Dict, NamedTuple, Optional
 import torch
 from torch.nn import functional as F
 
+from .config import UnsupportedConfigError
+from .errors import VPTError
 from .policy import VPTPolicy
 
 logger = logging.getLogger(__name__)
+
+
+class EngineError(VPTError, ValueError):
+    """A step engine used with inputs or a device it was not built for."""
 
 
 class StepOutput(NamedTuple):
@@ -64,7 +70,7 @@ class StepEngine:
 
     def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False):
         if not supports(policy):
-            raise NotImplementedError("StepEngine needs attention_mask_style='clipped_causal'")
+            raise UnsupportedConfigError("StepEngine needs attention_mask_style='clipped_causal'")
         cfg = policy.cfg
         self.policy = policy
         self.batch_size = B = batch_size
@@ -86,7 +92,7 @@ class StepEngine:
         self.capture_s = 0.0
         if cuda_graph:
             if dev.type != "cuda":
-                raise ValueError("cuda_graph=True needs the policy on a CUDA device")
+                raise EngineError("cuda_graph=True needs the policy on a CUDA device")
             self._capture()
 
     def reset(self) -> None:
@@ -98,7 +104,7 @@ class StepEngine:
 
     def __call__(self, frames: torch.Tensor, first: torch.Tensor) -> StepOutput:
         if frames.shape[0] != self.batch_size or first.shape != (self.batch_size,):
-            raise ValueError(f"this engine steps {self.batch_size} envs, got frames {tuple(frames.shape)} "
+            raise EngineError(f"this engine steps {self.batch_size} envs, got frames {tuple(frames.shape)} "
                              f"and first {tuple(first.shape)}")
         if self.graph is None:
             return self._step(frames.to(self.device, non_blocking=True), first.to(self.device, non_blocking=True))
