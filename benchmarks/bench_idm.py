@@ -11,7 +11,8 @@ The network is the official 4x_idm config (vpt_agent.idm.IDM_4X_NET_KWARGS, 482M
 
     python benchmarks/bench_idm.py                                     # CPU, one window of 16 frames
     python benchmarks/bench_idm.py --reduced --label-seconds 3         # quick check of both paths (CPU)
-    python benchmarks/bench_idm.py --device cuda --frames 128 --batch 4 --time-budget 15 --label-seconds 30 --json idm_gpu.json
+    python benchmarks/bench_idm.py --device cuda --frames 128 --batch 4 --time-budget 15 --label-seconds 30 \
+        --json idm_gpu.json
 
 Prints one JSON object (also written to ``--json``).
 """
