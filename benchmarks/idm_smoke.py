@@ -3,7 +3,7 @@
 1. Record episodes of the embedded env (``vpt/VoxelTreechop-v0``) played by the scripted chopper
    (``vpt_agent.demos``): the true actions are known.
 2. Train a tiny IDM (the 4x IDM's structure: 3D conv, non-causal attention over 16-frame windows; 32x32 input,
-   ~0.9M parameters) from scratch on the training episodes (cross-entropy on the 20 buttons and 2 camera axes).
+   0.49M parameters) from scratch on the training episodes (cross-entropy on the 20 buttons and 2 camera axes).
 3. Label the held-out episodes' videos with ``python -m vpt_agent.label``'s code (window 16, stride 8) and read
    both jsonl files back with ``vpt_agent.data``.
 4. Per-key accuracy and camera agreement of the labels against the true actions, next to an always-no-op labeller.
