@@ -6,7 +6,8 @@ seed and the step, the reward on the actions, the length is ``length + seed % le
 ``crash_mode`` makes chosen seeds fail at step ``crash_at``: ``raise`` (an exception), ``exit``
 (the process dies with ``os._exit``), ``hang`` (sleeps past any step timeout), or a hostile reply:
 ``float_pov`` / ``no_pov`` / ``bad_shape`` / ``flat_pov`` (a malformed observation), ``nan_reward`` /
-``inf_reward``. ``hang_init`` makes the constructor sleep (a hanging env start-up). With ``action_log`` every
+``inf_reward``. ``crash_plan`` ({"seed": mode}) gives each seed its own mode (and makes only those seeds
+fail). ``hang_init`` makes the constructor sleep (a hanging env start-up). With ``action_log`` every
 action the env receives is appended to that file as one JSON line (what was actually sent). With ``crash_dir``
 the failure is transient: a seed fails ``crash_times`` times, then runs normally, like a flaky
 Minecraft. Use as ``--env evalenvs:evalenvs/Pov-v0`` with ``tests/`` on the Python path.
@@ -43,7 +44,8 @@ class PovEnv(gymnasium.Env):
     def __init__(self, length: int = 20, pov_shape: Sequence[int] = (72, 128), crash_mode: Optional[str] = None,
                  crash_at: int = 3, crash_seeds: Optional[Sequence[int]] = None, crash_dir: Optional[str] = None,
                  crash_times: int = 1, length_jitter: int = 1, step_delay: float = 0.0,
-                 action_log: Optional[str] = None, hang_init: float = 0.0):
+                 action_log: Optional[str] = None, hang_init: float = 0.0,
+                 crash_plan: Optional[Dict[str, str]] = None):
         if hang_init:
             time.sleep(hang_init)
         self.action_log = action_log
@@ -53,6 +55,8 @@ class PovEnv(gymnasium.Env):
         self.length = length
         self.pov_shape = tuple(pov_shape)
         self.crash_mode = crash_mode
+        self.crash_plan = crash_plan
+        self.default_crash_mode = crash_mode
         self.crash_at = crash_at
         self.crash_seeds = None if crash_seeds is None else set(crash_seeds)
         self.crash_dir = crash_dir
@@ -78,6 +82,8 @@ class PovEnv(gymnasium.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
         self._seed = int(seed or 0)
+        if self.crash_plan is not None:
+            self.crash_mode = self.crash_plan.get(str(self._seed))
         self.length = self.base_length + self._seed % self.length_jitter  # staggers episode ends across envs
         self._t = self._logs = self._jumps = 0
         return self._obs(), {}

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
+import threading
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -38,6 +41,10 @@ class EvalConfig:
     env: Optional[str] = field(default=None, metadata=_opt(
         f"Gymnasium id; 'module:id' imports module first (default {MINERL_ENV} when minerl is installed, "
         f"else the embedded {EMBEDDED_ENV})", metavar="ID"))
+    protocol: Optional[str] = field(default=None, metadata=_opt(
+        "evaluation preset of vpt_envs.protocols (vpt-rl, vpt-bc, voxel-treechop): sets the env, the episode length "
+        "and the reward together; --env/--max-steps given explicitly override it and the report says so",
+        metavar="NAME"))
     env_kwargs: Dict[str, Any] = field(default_factory=dict, metadata=_opt(
         "keyword arguments for gymnasium.make, as a JSON object, e.g. '{\"log_goal\": 5}'", metavar="JSON"))
     max_steps: Optional[int] = field(default=None, metadata=_opt(
@@ -58,12 +65,15 @@ class EvalConfig:
         "the policy and the envs share the cores, and smaller batches cost more per frame)", minimum=1, metavar="G"))
     deterministic: bool = field(default=False, metadata=_opt("argmax actions instead of sampling"))
     seed: int = field(default=0, metadata=_opt("episode i uses env seed S+i; also seeds action sampling",
-                                               metavar="S"))
+                                               minimum=0, metavar="S"))
     out: Optional[str] = field(default=None, metadata=_opt(
         "report directory (default runs/eval-<timestamp>)", metavar="DIR"))
     video: int = field(default=0, metadata=_opt(
         "MP4s of the first N episodes in DIR/videos/ (needs pip install 'vpt-agent[video]')", minimum=0,
         metavar="N"))
+    record: Optional[str] = field(default=None, metadata=_opt(
+        "write every episode as a VPT recording (NAME.mp4 + NAME.jsonl: full-resolution frames and the env actions "
+        "sent) into DIR, readable by vpt_agent.data and python -m vpt_agent.train", metavar="DIR"))
     resume: bool = field(default=False, metadata=_opt("continue the run in --out"))
     backend: str = field(default="local", metadata=_opt("where the envs run", choices=("local", "ray")))
     ray_address: Optional[str] = field(default=None, metadata=_opt(
@@ -108,20 +118,45 @@ def check_env_id(env_id: str) -> None:
         raise EvalError(f"--env: unknown Gymnasium env id {env_id!r}{hint}")
 
 
-def probe_env(spec: EnvSpec) -> None:
+def probe_env(spec: EnvSpec, timeout: Optional[float] = None) -> None:
     """Build (and close) the env once here, so a setup error (missing minerl, bad kwargs) is one clear
-    error up front instead of a crash of every episode in the workers. Does not reset the env."""
-    try:
-        env = make_env(spec)
-    except Exception as err:  # any failure here is a configuration problem the user must fix
+    error up front instead of a crash of every episode in the workers. Does not reset the env.
+
+    Runs in a daemon thread so that a constructor or ``close`` that hangs costs ``timeout`` seconds and an
+    :class:`EvalError`, not the evaluator (the abandoned thread cannot be killed, but it does not keep the process
+    alive).
+    """
+    outcome: Dict[str, BaseException] = {}
+
+    def probe() -> None:
+        try:
+            env = make_env(spec)
+        except BaseException as err:  # any failure here is a configuration problem the user must fix
+            outcome["create"] = err
+            return
+        try:
+            env.close()
+        except BaseException as err:
+            outcome["close"] = err
+
+    thread = threading.Thread(target=probe, name="vpt-env-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise EvalError(f"--env {spec.env_id!r}: creating and closing the env did not finish within {timeout:g}s "
+                        "(--reset-timeout); the env hangs")
+    for stage, err in outcome.items():
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise EvalError(f"--env {spec.env_id!r}: cannot create the env: {type(err).__name__}: {text}") from None
-    env.close()
+        what = "create" if stage == "create" else "close"
+        raise EvalError(f"--env {spec.env_id!r}: cannot {what} the env: {type(err).__name__}: {text}")
 
 
 def env_spec(config: EvalConfig, frame_size: Optional[Tuple[int, int]] = None) -> EnvSpec:
     """What the env workers of this run build; ``frame_size`` = the model's input (h, w), resized in the workers."""
-    return EnvSpec(config.env, dict(config.env_kwargs), config.max_steps, frame_size)
+    from .protocol import uses_protocol_env
+
+    protocol = config.protocol if uses_protocol_env(config.protocol, config.env) else None
+    return EnvSpec(config.env, dict(config.env_kwargs), config.max_steps, frame_size, protocol)
 
 
 def pipeline_groups(config: EvalConfig, num_envs: int, policy_on_gpu: bool) -> int:
@@ -130,12 +165,41 @@ def pipeline_groups(config: EvalConfig, num_envs: int, policy_on_gpu: bool) -> i
     return max(1, min(config.pipeline or default, num_envs))
 
 
+def _type_problem(value: Any, kind: Any) -> Optional[str]:
+    """Why ``value`` does not fit the field type ``kind`` (Optional already stripped), or ``None``."""
+    if kind is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "must be a finite number"
+        return None
+    if kind is str:
+        return None if isinstance(value, str) else "must be a string"
+    if typing.get_origin(kind) in (dict, Dict):
+        return None if isinstance(value, dict) else "must be a JSON object"
+    return None
+
+
+def _field_kinds() -> Dict[str, Any]:
+    kinds = {}
+    for name, hint in typing.get_type_hints(EvalConfig).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        kinds[name] = args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+    return kinds
+
+
 def _check_fields(config: EvalConfig) -> None:
-    """Choices and bounds from the fields' metadata."""
+    """Types (finite numbers, integers that are not bools), then choices and bounds from the fields' metadata."""
+    kinds = _field_kinds()
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
         if value is None:
             continue
+        problem = _type_problem(value, kinds[f.name])
+        if problem:
+            raise EvalError(f"{flag(f.name)} {problem}, got {value!r}")
         if "choices" in meta and value not in meta["choices"]:
             raise EvalError(f"{flag(f.name)} must be one of {', '.join(meta['choices'])}, got {value!r}")
         if "minimum" in meta and value < meta["minimum"]:
@@ -150,17 +214,25 @@ def validate(config: EvalConfig) -> EvalConfig:
     Returns a new config: the env resolved, model/weights paths made absolute. Presets of settings
     (e.g. an evaluation protocol) belong before these checks, so that they are checked like any flag.
     """
+    from .protocol import apply_protocol
+
+    if not isinstance(config.env_kwargs, dict):
+        raise EvalError(f"--env-kwargs must be a JSON object, got {config.env_kwargs!r}")
     config = dataclasses.replace(config, env_kwargs=dict(config.env_kwargs))
     _check_fields(config)
+    config = apply_protocol(config)
     if "max_episode_steps" in config.env_kwargs:
         raise EvalError("--env-kwargs: give the time limit as --max-steps, not max_episode_steps")
     _validate_policy_source(config)
     if config.env is None:
         config.env = default_env()
     check_env_id(config.env)
-    probe_env(env_spec(config))
+    probe_env(env_spec(config), timeout=config.reset_timeout)
     if config.video:
         _check_importable("--video", ("imageio", "imageio_ffmpeg"), "video")
+    if config.record is not None:
+        _check_importable("--record", ("imageio_ffmpeg",), "video")
+        config.record = str(Path(config.record).resolve())
     if config.backend == "ray":
         _check_importable("--backend ray", ("ray",), "ray")
     return config

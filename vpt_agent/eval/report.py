@@ -149,9 +149,9 @@ class EpisodeLog:
                 if number != last_content:
                     raise EvalError(f"{self.path}: line {number} is not valid JSON and is not the last line; "
                                     "refusing to guess (fix or remove that line)") from None
-                logger.warning("%s: dropping corrupt last line %d (%d bytes, an interrupted write)",
-                               self.path, number, len(line))
-                if repair:
+                if repair:  # only then is anything dropped from the file: say so
+                    logger.warning("%s: dropping corrupt last line %d (%d bytes, an interrupted write)",
+                                   self.path, number, len(line))
                     self._truncate(raw[:good_bytes])
                 return records
             problem = record_problem(record)
@@ -176,20 +176,31 @@ class EpisodeLog:
                 os.fsync(fh.fileno())
 
     def append(self, record: EpisodeRecord) -> None:
-        """Append one record as a line, flushed and fsync'd before returning."""
+        """Append one record as a line, fsync'd before returning.
+
+        If the write fails (disk full, a file-size limit), the partial line is cut off again before the error
+        propagates, so the log on disk stays a sequence of complete records.
+        """
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        line = json.dumps(json_safe(nonfinite_as_crash(record)), allow_nan=False)  # strict JSON, one line
-        self._fh.write(line + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+            self._fh = open(self.path, "ab", buffering=0)  # unbuffered: a failed write is seen here, not at close
+        line = json.dumps(json_safe(nonfinite_as_crash(record)), allow_nan=False) + "\n"  # strict JSON, one line
+        data = memoryview(line.encode("utf-8"))
+        start = os.fstat(self._fh.fileno()).st_size
+        try:
+            while data:
+                data = data[self._fh.write(data):]
+            os.fsync(self._fh.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fh.fileno(), start)
+            raise
 
     def close(self) -> None:
         """Close the file handle (appending again reopens it)."""
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            fh.close()
 
 
 @dataclass
@@ -461,6 +472,7 @@ def build_summary(records: Sequence[EpisodeRecord], *, episodes_requested: int, 
         "outcomes": outcomes,
         "crashed_attempts": sum(status.attempts.values()),
         "episodes_given_up": sorted(status.gave_up),
+        "protocol": _protocol_section(config),
         "item_success_rates": item_success_rates(finished),
         **item_section(finished, config),
         "mean_length": (steps / len(finished)) if finished else None,
@@ -470,6 +482,17 @@ def build_summary(records: Sequence[EpisodeRecord], *, episodes_requested: int, 
         "versions": dict(versions),
     }
     return summary
+
+
+def _protocol_section(config: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    if not config.get("protocol"):
+        return None
+    from .protocol import protocol_section
+
+    try:
+        return protocol_section(config)
+    except EvalError as err:  # an unknown name in an old run's config: say so instead of failing the summary
+        return {"name": config["protocol"], "note": str(err), "comparable": False, "overridden": []}
 
 
 def item_section(finished: Sequence[EpisodeRecord], config: Mapping[str, Any]) -> Dict[str, Any]:
@@ -612,6 +635,9 @@ def format_table(summary: Mapping[str, Any], out_dir: Path) -> str:
     ]
     if summary.get("smoke_test"):
         rows.append(("WARNING", SMOKE_TEST_LABEL))
+    protocol = summary.get("protocol")
+    if protocol:
+        rows.append(("protocol", protocol["note"]))
     rows += [
         ("episodes", f"{summary['episodes_finished']}/{summary['episodes_requested']} finished, "
                      f"{summary['crashed_attempts']} crashed attempt(s), "

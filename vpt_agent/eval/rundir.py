@@ -29,7 +29,8 @@ LOCK_FILE = ".lock"
 _LEGACY_TEMPS = ("run.json.tmp", "summary.json.tmp", "episodes.jsonl.tmp")
 _OWN_FILES = ("run.json", "summary.json", "episodes.jsonl", "returns.png", "items.png")
 # Settings that change what the episodes of a run are; --resume refuses to mix them.
-IDENTITY_FIELDS = ("env", "env_kwargs", "seed", "model", "weights", "zoo", "max_steps", "deterministic", "dtype")
+IDENTITY_FIELDS = ("env", "env_kwargs", "seed", "model", "weights", "zoo", "max_steps", "deterministic", "dtype",
+                   "protocol")
 
 
 def run_identity(config: EvalConfig) -> Dict[str, Any]:
@@ -83,7 +84,7 @@ def policy_files(config: EvalConfig) -> Dict[str, Path]:
         from ..zoo import ZooError, fetch
 
         try:
-            model, weights = fetch(config.zoo, progress=config.progress)
+            model, weights = fetch(config.zoo, progress=config.progress, kind="policy")
         except ZooError as err:
             raise EvalError(f"--zoo {config.zoo}: {err}") from None
         return {"model": Path(model), "weights": Path(weights)}
@@ -112,15 +113,15 @@ def _fingerprint_diffs(stored: Mapping[str, Any], now: Mapping[str, Fingerprint]
 
 # ----------------------------------------------------------------------------- checks
 
-def check_out_path(out: Path) -> None:
-    """``--out`` must be a directory or not exist yet (creatable later): one-line :class:`EvalError` otherwise."""
+def check_out_path(out: Path, what: str = "--out") -> None:
+    """``out`` must be a directory or not exist yet (creatable later): one-line :class:`EvalError` otherwise."""
     if out.exists() and not out.is_dir():
-        raise EvalError(f"--out {out}: exists and is not a directory")
+        raise EvalError(f"{what} {out}: exists and is not a directory")
     parent = next((p for p in [out, *out.parents] if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise EvalError(f"--out {out}: {parent} is not a directory")
+        raise EvalError(f"{what} {out}: {parent} is not a directory")
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
-        raise EvalError(f"--out {out}: {parent} is not writable")
+        raise EvalError(f"{what} {out}: {parent} is not writable")
 
 
 def read_run_file(out: Path) -> Optional[Dict[str, Any]]:
@@ -189,6 +190,10 @@ def create_run_dir(config: EvalConfig, out: Path, files: Optional[Mapping[str, F
     data: Dict[str, Any] = {"identity": run_identity(config), "created": _dt.datetime.now().isoformat()}
     if files is not None:
         data["files"] = dict(files)
+    if config.protocol is not None:
+        from .protocol import get
+
+        data["protocol"] = get(config.protocol).to_dict()
     report.write_json_atomic(out / RUN_FILE, data)
 
 
@@ -204,7 +209,7 @@ def remove_stale_temps(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked_run_dir(out: Path) -> Iterator[Path]:
+def locked_run_dir(out: Path, what: str = "--out") -> Iterator[Path]:
     """Hold the exclusive lock of run directory ``out`` (created if needed) for the ``with`` block.
 
     Another evaluator on the same ``out`` gets a one-line :class:`EvalError` at once instead of duplicating
@@ -212,19 +217,19 @@ def locked_run_dir(out: Path) -> Iterator[Path]:
     """
     from filelock import FileLock, Timeout
 
-    check_out_path(out)
+    check_out_path(out, what)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise EvalError(f"--out {out}: cannot create the directory: {err.strerror or err}") from None
+        raise EvalError(f"{what} {out}: cannot create the directory: {err.strerror or err}") from None
     lock = FileLock(str(out / LOCK_FILE), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise EvalError(f"--out {out} is in use by another evaluation (it holds {out / LOCK_FILE}); wait for it to "
-                        "finish or choose another --out") from None
+        raise EvalError(f"{what} {out} is in use by another evaluation (it holds {out / LOCK_FILE}); wait for it "
+                        f"to finish or choose another {what}") from None
     except OSError as err:
-        raise EvalError(f"--out {out}: cannot create the lock file: {err.strerror or err}") from None
+        raise EvalError(f"{what} {out}: cannot create the lock file: {err.strerror or err}") from None
     try:
         remove_stale_temps(out)
         yield out

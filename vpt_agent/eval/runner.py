@@ -14,15 +14,17 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from . import report
 from .config import (EMBEDDED_ENV, MINERL_ENV, EvalConfig, EvalError, config_from_mapping, env_spec, pipeline_groups,
                      validate)
+from .recorder import EpisodeRecorder
 from .records import EpisodeRecord, EpisodeTask
 from .report import Progress
 from .rollout import Policy, Rollout, RolloutListener, WorkerFactory
-from .rundir import create_run_dir, default_out_dir, is_smoke_test, package_versions, policy_label, prepare_run_dir
+from .rundir import (RUN_FILE, create_run_dir, default_out_dir, fingerprints, is_smoke_test, locked_run_dir,
+                     package_versions, policy_label, prepare_run_dir)
 from .video import VIDEO_DIR, VideoRecorder
 from .workers import EnvSpec, LocalWorker, RayWorker, ray_runtime_env
 
@@ -97,13 +99,22 @@ def group_policies(agent: Any, groups: int, config: EvalConfig) -> List[Policy]:
 # ----------------------------------------------------------------------------- signals and Ray
 
 class _Signals:
-    """Turn SIGTERM into KeyboardInterrupt in the main thread, so both stop a run the same way."""
+    """Turn SIGTERM into KeyboardInterrupt in the main thread, so both stop a run the same way.
+
+    ``ray.init`` installs its own SIGTERM handler (which exits without a summary): call :meth:`install` again
+    after it.
+    """
 
     def __enter__(self):
         self._old = None
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGTERM, self._handle)
         return self
+
+    def install(self) -> None:
+        """(Re)install the handler, e.g. after a library replaced it."""
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._handle)
 
     @staticmethod
     def _handle(signum, frame):
@@ -121,19 +132,35 @@ def _worker_factory(config: EvalConfig, spec: EnvSpec) -> WorkerFactory:
     return lambda slot: LocalWorker(spec)
 
 
-def _init_ray(config: EvalConfig) -> bool:
-    """Connect to (or start) Ray unless already initialised; returns whether we started it."""
+def _init_ray(config: EvalConfig) -> Tuple[bool, Optional[Any]]:
+    """Connect to (or start) Ray unless already initialised; returns whether we started it, and the reaper.
+
+    When this process starts a local Ray instance, a reaper process (:mod:`.reaper`) watches its processes and
+    stops them if this process dies without ``ray.shutdown`` (SIGKILL), which Ray alone does not fully do.
+    """
     import ray
 
+    from . import reaper
+
     if ray.is_initialized():
-        return False
+        return False, None
     kwargs: Dict[str, Any] = {"runtime_env": ray_runtime_env(), "include_dashboard": False, "log_to_driver": False}
+    watchdog = None
     if config.ray_address:
         kwargs["address"] = config.ray_address
     else:
         kwargs["num_cpus"] = max(os.cpu_count() or 1, int(config.num_envs * config.ray_cpus_per_env + 0.999))
-    ray.init(**kwargs)
-    return True
+        watchdog = reaper.start()
+    before = reaper.children()
+    try:
+        ray.init(**kwargs)
+    except BaseException:
+        if watchdog is not None:
+            watchdog.stop()
+        raise
+    if watchdog is not None:
+        watchdog.watch(reaper.children() - before - {watchdog.process.pid})
+    return True, watchdog
 
 
 # ----------------------------------------------------------------------------- the run
@@ -159,7 +186,8 @@ def env_note(env_id: str) -> str:
 
 
 def write_summary(out: Path, config: EvalConfig, session: Mapping[str, Any], *, plot: bool) -> Dict[str, Any]:
-    """Rebuild the summary from ``episodes.jsonl`` and write it (and, with ``plot``, ``returns.png``)."""
+    """Rebuild the summary from ``episodes.jsonl`` and write it (and, with ``plot``, ``returns.png`` and
+    ``items.png``)."""
     records = report.EpisodeLog(out / report.EPISODES_FILE).load()
     summary = report.build_summary(records, episodes_requested=config.episodes, max_retries=config.max_retries,
                                    smoke_test=is_smoke_test(config),
@@ -175,6 +203,10 @@ def write_summary(out: Path, config: EvalConfig, session: Mapping[str, Any], *, 
                                 out / report.PLOT_FILE, title)
         except Exception as err:  # a plotting problem must not lose the summary
             logger.warning("could not write %s: %s", report.PLOT_FILE, err)
+        try:
+            report.plot_items(summary, out / report.ITEMS_PLOT_FILE, title)
+        except Exception as err:
+            logger.warning("could not write %s: %s", report.ITEMS_PLOT_FILE, err)
     return summary
 
 
@@ -189,32 +221,54 @@ def evaluate(config: Union[EvalConfig, Mapping[str, Any]]) -> Dict[str, Any]:
     config = validate(config)
     out = Path(config.out) if config.out else default_out_dir()
     config.out = str(out)
-    existing = prepare_run_dir(config, out)
-    status = report.episode_status([r for r in existing if int(r["index"]) < config.episodes], config.max_retries)
-    tasks = [EpisodeTask(i, config.seed + i, status.attempts.get(i, 0)) for i in range(config.episodes)
-             if i not in status.done and i not in status.gave_up]
-    if existing:
-        logger.info("resuming %s: %d episodes done, %d to run", out, len(status.done), len(tasks))
-    session: Dict[str, Any] = {"started": _dt.datetime.now().isoformat(), "resumed": bool(existing),
-                               "interrupted": False}
-    agent = _load_agent(config) if tasks else None  # before creating anything: a bad model leaves no run dir
-    if not config.resume:
-        create_run_dir(config, out)
-    if tasks:
-        try:
-            with _torch_threads(config.threads or default_threads(config)):
-                session.update(_run_tasks(config, agent, out, tasks,
-                                          [float(r["return"]) for r in status.done.values()]))
-        except Exception as err:
-            session["error"] = f"{type(err).__name__}: {err}"
-            write_summary(out, config, session, plot=False)  # what finished is still summarised
-            raise
-    summary = write_summary(out, config, session, plot=True)
+    files = fingerprints(config)
+    # A first look, writing nothing: refuse a bad resume before the (slow) agent load, and load the agent before
+    # creating anything, so a bad model leaves no run directory.
+    existing = prepare_run_dir(config, out, files, repair=False)
+    agent = _load_agent(config) if _pending(config, existing) else None
+    with locked_run_dir(out), _locked_record_dir(config):
+        existing = prepare_run_dir(config, out, files)  # again, under the lock: the authoritative state
+        status = report.episode_status([r for r in existing if int(r["index"]) < config.episodes],
+                                       config.max_retries)
+        tasks = _pending(config, existing)
+        if existing:
+            logger.info("resuming %s: %d episodes done, %d to run", out, len(status.done), len(tasks))
+        session: Dict[str, Any] = {"started": _dt.datetime.now().isoformat(), "resumed": bool(existing),
+                                   "interrupted": False}
+        if tasks and agent is None:
+            agent = _load_agent(config)
+        if not (out / RUN_FILE).exists():  # a new run (or one killed before it wrote run.json)
+            create_run_dir(config, out, files)
+        if tasks:
+            try:
+                with _torch_threads(config.threads or default_threads(config)):
+                    session.update(_run_tasks(config, agent, out, tasks,
+                                              [float(r["return"]) for r in status.done.values()]))
+            except Exception as err:
+                session["error"] = f"{type(err).__name__}: {err}"
+                with contextlib.suppress(Exception):  # e.g. a full disk: the original error is the one to report
+                    write_summary(out, config, session, plot=False)  # what finished is still summarised
+                raise
+        summary = write_summary(out, config, session, plot=True)
     if config.print_table:
         print(report.format_table(summary, out), flush=True)
     if session["interrupted"]:
         raise KeyboardInterrupt("evaluation interrupted; finished episodes and their summary are on disk")
     return summary
+
+
+def _pending(config: EvalConfig, existing: List[EpisodeRecord]) -> List[EpisodeTask]:
+    """The episodes still to run: neither finished nor given up (index < N, seed = seed + index)."""
+    status = report.episode_status([r for r in existing if int(r["index"]) < config.episodes], config.max_retries)
+    return [EpisodeTask(i, config.seed + i, status.attempts.get(i, 0)) for i in range(config.episodes)
+            if i not in status.done and i not in status.gave_up]
+
+
+def _locked_record_dir(config: EvalConfig):
+    """The ``--record`` directory's lock (two runs recording into one directory would overwrite each other)."""
+    if config.record is None:
+        return contextlib.nullcontext()
+    return locked_run_dir(Path(config.record), what="--record")
 
 
 def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTask],
@@ -223,8 +277,10 @@ def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTas
     log = report.EpisodeLog(out / report.EPISODES_FILE)
     progress = Progress(config.episodes, done_returns, config.progress)
     video = VideoRecorder(out / VIDEO_DIR, config.video) if config.video else None
-    listeners: List[RolloutListener] = [*([video] if video else []), _LogWriter(log, is_smoke_test(config)),
-                                        progress]
+    recorder = EpisodeRecorder(Path(config.record)) if config.record is not None else None
+    # Side outputs first: an episode's files are complete before the episode enters the log.
+    listeners: List[RolloutListener] = [*([video] if video else []), *([recorder] if recorder else []),
+                                        _LogWriter(log, is_smoke_test(config)), progress]
     num_envs = min(config.num_envs, len(tasks))
     policies = group_policies(agent, pipeline_groups(config, num_envs, agent.device.type == "cuda"), config)
     spec = env_spec(config, frame_size=tuple(agent.config.img_shape[:2]))
@@ -232,11 +288,13 @@ def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTas
                       max_retries=config.max_retries, step_timeout=config.step_timeout,
                       reset_timeout=config.reset_timeout)
     interrupted = started_ray = False
+    watchdog = None
     try:
-        with _Signals():
+        with _Signals() as signals:
             try:
                 if config.backend == "ray":
-                    started_ray = _init_ray(config)
+                    started_ray, watchdog = _init_ray(config)
+                    signals.install()  # ray.init replaced our SIGTERM handler
                 rollout.run()
             except KeyboardInterrupt:
                 interrupted = True
@@ -246,9 +304,18 @@ def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTas
         progress.close()
         if video is not None:
             video.close()
+        if recorder is not None:
+            recorder.close()
         if started_ray:
             import ray
 
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.stop()
+    extra: Dict[str, Any] = {}
+    if video is not None:
+        extra["videos"] = video.session()
+    if recorder is not None:
+        extra["recordings"] = recorder.session()
     return {**rollout.stats.session(), "interrupted": interrupted, "backend": config.backend,
-            "num_envs": num_envs}
+            "num_envs": num_envs, **extra}

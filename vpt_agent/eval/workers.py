@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -54,6 +55,7 @@ class EnvSpec:
     env_kwargs: Dict[str, Any] = field(default_factory=dict)
     max_steps: Optional[int] = None  # passed to gymnasium.make as max_episode_steps (None: the env's own)
     frame_size: Optional[Tuple[int, int]] = None  # (h, w) the worker resizes frames to; None: full frames
+    protocol: Optional[str] = None  # a vpt_envs.protocols name: build the env with its length and reward
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,38 @@ def import_env_modules(env_id: str) -> None:
 
 
 def make_env(spec: EnvSpec):
-    """Build the env of ``spec`` with ``gymnasium.make``; the time limit is gymnasium's ``TimeLimit``."""
+    """Build the env of ``spec`` with ``gymnasium.make``; the time limit is gymnasium's ``TimeLimit``.
+
+    With ``spec.protocol`` the env is built by :meth:`vpt_envs.protocols.Protocol.make`, which adds the
+    protocol's reward (``spec.env_kwargs`` and ``spec.max_steps`` still go to ``gymnasium.make``).
+    """
     import gymnasium
 
     import_env_modules(spec.env_id)
     kwargs = dict(spec.env_kwargs)
     if spec.max_steps is not None:
         kwargs["max_episode_steps"] = spec.max_steps
+    if spec.protocol is not None:
+        from vpt_envs.protocols import get_protocol
+
+        return get_protocol(spec.protocol).make(**kwargs)
     return gymnasium.make(spec.env_id, **kwargs)
+
+
+def check_pov(pov: Any, expected_shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
+    """``pov`` if it is an RGB uint8 image (H, W, 3) of ``expected_shape``; else ``ValueError`` saying what is wrong.
+
+    An env that returns anything else is broken: the worker raises, so the driver records that env's crash.
+    """
+    if not isinstance(pov, np.ndarray):
+        raise ValueError(f"obs['pov'] must be a numpy array, got {type(pov).__name__}")
+    if pov.dtype != np.uint8:
+        raise ValueError(f"obs['pov'] must be uint8 RGB, got dtype {pov.dtype}")
+    if pov.ndim != 3 or pov.shape[2] != 3 or pov.shape[0] < 1 or pov.shape[1] < 1:
+        raise ValueError(f"obs['pov'] must have shape (H, W, 3), got {pov.shape}")
+    if expected_shape is not None and pov.shape != expected_shape:
+        raise ValueError(f"obs['pov'] changed shape within the episode: {pov.shape}, first {expected_shape}")
+    return pov
 
 
 def _merge_counts(into: Dict[str, int], counts: Any) -> None:
@@ -145,6 +171,7 @@ class EnvRunner:
         self._new_episode()
 
     def _new_episode(self) -> None:
+        self.pov_shape: Optional[Tuple[int, ...]] = None  # the first frame's: every frame of the episode has it
         self.env_time = 0.0
         self.info_items: Dict[str, int] = {}
         self.info_reports_items = False
@@ -152,11 +179,15 @@ class EnvRunner:
 
     def _transition(self, obs: Dict[str, Any], reward: float = 0.0, terminated: bool = False,
                     truncated: bool = False) -> Transition:
+        if not isinstance(obs, dict) or "pov" not in obs:
+            keys = sorted(obs) if isinstance(obs, dict) else type(obs).__name__
+            raise ValueError(f"the env's observation has no 'pov' (keys: {keys})")
+        if not math.isfinite(reward):
+            raise ValueError(f"the env paid a non-finite reward ({reward!r})")
+        pov = check_pov(obs["pov"], self.pov_shape)
+        self.pov_shape = pov.shape
         if "inventory" in obs:
             _merge_counts(self.inventory_items, obs["inventory"])
-        if "pov" not in obs:
-            raise ValueError(f"the env's observation has no 'pov' (keys: {sorted(obs)})")
-        pov = obs["pov"]
         if self.spec.frame_size is None:
             frame = pov
         else:
