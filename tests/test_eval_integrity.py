@@ -304,3 +304,38 @@ def test_protocol_sets_env_length_and_reward_and_the_report_says_what_was_overri
     with pytest.raises(EvalError, match="protocol"):
         evaluate(make_config(out, env="vpt/VoxelTreechop-v0", env_kwargs={}, max_steps=4, episodes=1,
                              resume=True))  # the protocol is part of the run's identity
+
+
+def test_a_recording_error_drops_that_recording_not_the_run(tmp_path, monkeypatch, caplog):
+    from vpt_agent.data import RecordingWriter, find_recordings
+
+    original = RecordingWriter.write
+
+    def full_disk_for_episode_0(self, frame, action, extra=None):
+        if self.files.name.startswith("episode_00000"):
+            raise OSError(28, "No space left on device")
+        return original(self, frame, action, extra)
+
+    monkeypatch.setattr(RecordingWriter, "write", full_disk_for_episode_0)
+    record = tmp_path / "rec"
+    with caplog.at_level(logging.WARNING):
+        summary = evaluate(make_config(tmp_path / "run", record=str(record)))
+    assert summary["returns"]["n"] == 2
+    assert summary["session"]["recordings"] == {"directory": str(record), "saved": 1,
+                                                "dropped": {"0": "OSError: [Errno 28] No space left on device"}}
+    assert [f.name for f in find_recordings(record)] == [f"episode_00001_seed{SEED + 1}"]
+    assert "dropped the recording of episode 0" in caplog.text
+    no_temporaries(record)
+
+
+def test_protocol_presets_fill_only_what_was_not_given():
+    from vpt_agent.eval.protocol import apply_protocol, overrides
+
+    filled = apply_protocol(EvalConfig(protocol="vpt-rl"))
+    assert (filled.env, filled.max_steps) == ("vpt/MineRLHumanSurvival-v0", 12_000)
+    assert overrides({"protocol": "vpt-rl", "env": filled.env, "max_steps": 12_000, "env_kwargs": {}}) == []
+    kept = apply_protocol(EvalConfig(protocol="vpt-bc", max_steps=100, env="vpt/VoxelTreechop-v0"))
+    assert (kept.env, kept.max_steps) == ("vpt/VoxelTreechop-v0", 100)
+    changed = overrides({"protocol": "vpt-bc", "env": kept.env, "max_steps": 100,
+                         "env_kwargs": {"item_rewards": {"log": 1}}})
+    assert len(changed) == 3 and "the reward is that env's own" in changed[0]
