@@ -64,6 +64,6 @@ def protocol_section(config: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     changed = overrides(config)
     return {**protocol.to_dict(), "description": protocol.description, "overridden": changed,
             "comparable": not changed,
-            "note": (f"run under protocol {protocol.name} as defined" if not changed else
-                     f"protocol {protocol.name} with explicit flags overriding it ({'; '.join(changed)}): results "
+            "note": (f"{protocol.name}, as defined" if not changed else
+                     f"{protocol.name} with explicit flags overriding it ({'; '.join(changed)}): results "
                      "are not comparable with runs under the protocol")}
