@@ -13,16 +13,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from . import cli
 from .data import DataError, RecordingWriter, recording_files
 from .data.video import DEFAULT_QUALITY, VIDEO_QUALITIES
 from .errors import VPTError
@@ -59,33 +58,15 @@ class DemosConfig:
 
 # ----------------------------------------------------------------------------- command line
 
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit code 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """One option per :class:`DemosConfig` field (``--max-steps`` for ``max_steps``; ``--no-progress``)."""
-    parser = _Parser(prog=PROG, description="Record a scripted policy's episodes as VPT recordings "
-                                            "(NAME.mp4 + NAME.jsonl) for behavioural cloning.")
-    hints = typing.get_type_hints(DemosConfig)
-    for f in dataclasses.fields(DemosConfig):
-        meta, option = f.metadata, "--" + f.name.replace("_", "-")
-        if hints[f.name] is bool:
-            parser.add_argument(f"--no-{option[2:]}" if meta.get("negate") else option, dest=f.name,
-                                action="store_false" if meta.get("negate") else "store_true",
-                                default=f.default, help=meta["help"])
-            continue
-        parser.add_argument(option, dest=f.name, type=hints[f.name], default=f.default,
-                            choices=meta.get("choices"), help=f"{meta['help']} (default {f.default})")
-    return parser
+    return cli.build_parser(DemosConfig, PROG, "Record a scripted policy's episodes as VPT recordings "
+                                               "(NAME.mp4 + NAME.jsonl) for behavioural cloning.")
 
 
 def config_from_args(argv: Optional[Sequence[str]] = None) -> DemosConfig:
     """Parse arguments into a :class:`DemosConfig` (exits 2 on a syntax error)."""
-    return DemosConfig(**vars(build_parser().parse_args(argv)))
+    return cli.parse_config(DemosConfig, argv, PROG, "", parser=build_parser())
 
 
 # ----------------------------------------------------------------------------- recording

@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import queue
@@ -32,7 +31,6 @@ import shutil
 import sys
 import threading
 import time
-import typing
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ import cv2
 import numpy as np
 
 from .action_mapping import BUTTONS
+from . import cli
 from .data import DataError, RecordingFiles, env_action_to_json, recording_files
 from .data.jsonl import format_jsonl_line
 from .data.video import VideoEncoder
@@ -467,35 +466,15 @@ def _load_idm(config: LabelConfig):
 
 
 # ----------------------------------------------------------------------------- command line
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit code 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """One option per :class:`LabelConfig` field (``--frame-batch`` for ``frame_batch``; ``--no-progress``)."""
-    parser = _Parser(prog=PROG, description="Label videos with an inverse dynamics model: writes VPT "
-                                            "recordings (NAME.mp4 + NAME.jsonl) for behavioural cloning.")
-    hints = typing.get_type_hints(LabelConfig)
-    for f in dataclasses.fields(LabelConfig):
-        meta, option = f.metadata, "--" + f.name.replace("_", "-")
-        if hints[f.name] is bool:
-            parser.add_argument(f"--no-{option[2:]}" if meta.get("negate") else option, dest=f.name,
-                                action="store_false" if meta.get("negate") else "store_true",
-                                default=f.default, help=meta["help"])
-            continue
-        kind = typing.get_args(hints[f.name])[0] if typing.get_args(hints[f.name]) else hints[f.name]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        shown = "" if default in (None, "", []) else f" (default {default})"
-        parser.add_argument(option, dest=f.name, type=kind, default=default, nargs=meta.get("nargs"),
-                            choices=meta.get("choices"), help=meta["help"] + shown)
-    return parser
+    return cli.build_parser(LabelConfig, PROG, "Label videos with an inverse dynamics model: writes VPT "
+                                               "recordings (NAME.mp4 + NAME.jsonl) for behavioural cloning.")
 
 
 def config_from_args(argv: Optional[Sequence[str]] = None) -> LabelConfig:
-    return LabelConfig(**vars(build_parser().parse_args(argv)))
+    """Parse arguments into a :class:`LabelConfig` (exits 2 on a syntax error)."""
+    return cli.parse_config(LabelConfig, argv, PROG, "", parser=build_parser())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

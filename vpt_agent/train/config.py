@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
+
+from .. import cli
 
 
 def _opt(default: Any, help: str, choices: Optional[Sequence[str]] = None, metavar: Optional[str] = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+    return cli.option(default, help, choices=choices, metavar=metavar)
 
 
 @dataclass
@@ -59,27 +61,14 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+PROG = "python -m vpt_agent.train"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``--flag-name`` per :class:`TrainConfig` field, with its default, type and help from the dataclass."""
-    p = argparse.ArgumentParser(prog="python -m vpt_agent.train",
-                                description="Behavioural cloning (fine-tuning) of a VPT model on recordings.")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        meta = f.metadata
-        shown = f.default is not None and not isinstance(f.default, bool)
-        help_text = meta["help"] + (f" (default {f.default})" if shown else "")
-        if f.type in (bool, "bool"):
-            p.add_argument(flag, action="store_true", help=help_text)
-            continue
-        kind = {"int": int, "float": float, "Optional[int]": int, "Optional[float]": float}.get(str(f.type), str)
-        kw: Dict[str, Any] = dict(type=kind, default=f.default, help=help_text)
-        if meta.get("choices"):
-            kw["choices"] = meta["choices"]
-        if meta.get("metavar"):
-            kw["metavar"] = meta["metavar"]
-        p.add_argument(flag, **kw)
-    return p
+    return cli.build_parser(TrainConfig, PROG, "Behavioural cloning (fine-tuning) of a VPT model on recordings.")
 
 
 def parse_config(argv: Optional[List[str]] = None) -> TrainConfig:
-    return TrainConfig(**vars(build_parser().parse_args(argv)))
+    """Parse arguments into a :class:`TrainConfig` (exits 2 on a syntax error)."""
+    return cli.parse_config(TrainConfig, argv, PROG, "", parser=build_parser())

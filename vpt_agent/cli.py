@@ -1,0 +1,133 @@
+"""Command lines generated from dataclasses (CleanRL style), shared by every ``python -m vpt_agent.<job>``.
+
+Each option is written once, as a dataclass field made with :func:`option`: its name (``max_steps`` ->
+``--max-steps``), type, default and help text. :func:`build_parser` turns the fields into argparse options:
+
+    field type             -> option
+    bool                   -> --flag (store_true), or --no-flag (store_false) with negate=True
+    int / str / Optional[] -> --flag VALUE (Optional[X] takes an X)
+    float                  -> --flag VALUE, finite numbers only (nan/inf are refused)
+    dict                   -> --flag JSON, a JSON object
+    list                   -> --flag VALUE [VALUE ...] (nargs="+", or the field's nargs)
+
+Parse errors are one line on stderr and exit code 2. Options not given on the command line are left out of the
+parsed namespace, so the dataclass's own defaults apply (also ``default_factory`` ones).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import typing
+from typing import Any, Dict, Optional, Sequence, Type, TypeVar
+
+T = TypeVar("T")
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: Optional[Sequence[Any]] = None,
+           metavar: Optional[str] = None, short: Optional[str] = None, negate: bool = False,
+           nargs: Optional[str] = None, cli: bool = True, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that is also a command-line option (``cli=False``: a field only, no option)."""
+    meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "metavar": metavar,
+            "short": short, "negate": negate, "nargs": nargs, "cli": cli}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def flag(name: str) -> str:
+    """The option of a field: ``max_steps`` -> ``--max-steps``."""
+    return "--" + name.replace("_", "-")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (``nan``/``inf`` would slip through ``float``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_object(text: str) -> Dict[str, Any]:
+    """argparse type: a JSON object (NaN/Infinity are not JSON and are refused)."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"log_goal\": 5}'")
+    return value
+
+
+def _base_type(annotation: Any) -> Any:
+    """``Optional[int]`` -> ``int``; other annotations unchanged."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if typing.get_origin(annotation) is typing.Union and len(args) == 1 else annotation
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _help(f: dataclasses.Field) -> str:
+    default = _default(f)
+    shown = default not in (None, "", [], (), {}) and not isinstance(default, bool)
+    return f.metadata.get("help", "") + (f" (default {default})" if shown else "")
+
+
+def build_parser(config_cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    """One option per field of the dataclass ``config_cls`` (fields made with ``cli=False`` are skipped)."""
+    parser = OneLineErrorParser(prog=prog, description=description)
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        kind = _base_type(hints[f.name])
+        names = [flag(f.name)] + ([meta["short"]] if meta.get("short") else [])
+        common: Dict[str, Any] = {"dest": f.name, "help": _help(f), "default": argparse.SUPPRESS}
+        if kind is bool:
+            if meta.get("negate"):
+                parser.add_argument(f"--no-{f.name.replace('_', '-')}", action="store_false", **common)
+            else:
+                parser.add_argument(*names, action="store_true", **common)
+            continue
+        origin = typing.get_origin(kind)
+        if origin in (list, tuple):
+            item = typing.get_args(kind)[0] if typing.get_args(kind) else str
+            common.update(type=finite_float if item is float else item, nargs=meta.get("nargs") or "+")
+        elif kind is dict or origin is dict:
+            common["type"] = json_object
+        else:
+            common["type"] = finite_float if kind is float else kind
+            if meta.get("nargs"):
+                common["nargs"] = meta["nargs"]
+        for key in ("choices", "metavar"):
+            if meta.get(key) is not None:
+                common[key] = meta[key]
+        parser.add_argument(*names, **common)
+    return parser
+
+
+def parse_config(config_cls: Type[T], argv: Optional[Sequence[str]], prog: str, description: str,
+                 parser: Optional[argparse.ArgumentParser] = None) -> T:
+    """Parse ``argv`` into a ``config_cls`` instance; options not given keep the dataclass defaults."""
+    parser = parser or build_parser(config_cls, prog, description)
+    return config_cls(**vars(parser.parse_args(argv)))
