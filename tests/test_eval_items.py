@@ -132,8 +132,8 @@ def test_zoo_model_with_public_results_shows_them_beside_ours(tmp_path):
     assert "ref[1]" in table and "14.4%" in table and "30%" in table  # PR #14 21 FPS diamond rate, ours
     assert expected[0].label in table and "did not use" in table
     lines = table.splitlines()
-    assert lines.index(next(l for l in lines if l.startswith("log "))) < \
-        lines.index(next(l for l in lines if l.startswith("diamond ")))
+    starts = [line.split(" ")[0] for line in lines]
+    assert starts.index("log") < starts.index("wooden_pickaxe") < starts.index("diamond")
 
     with_protocol = summarise(records, env=MINERL, zoo=ZOO_WITH_REFERENCES, protocol="vpt-rl")
     assert all(ref["run_used_protocol"] for ref in with_protocol["references"])
