@@ -123,7 +123,7 @@ class VPTAgent:
         """Download (or take from the cache) a model-zoo entry and build it. See ``python -m vpt_agent.zoo list``."""
         from . import zoo
 
-        model_path, weights_path = zoo.fetch(name)
+        model_path, weights_path = zoo.fetch(name, kind="policy")  # an IDM entry is refused by name
         return cls.from_files(model_path, weights_path, device=device, **kwargs)
 
     def load_weights(self, path: PathLike, allow_missing: bool = False) -> LoadReport:

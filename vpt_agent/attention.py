@@ -111,6 +111,11 @@ class SelfAttention(nn.Module):
         return per_distance.gather(-1, index.expand(B, self.heads, t, L + t))
 
 
+def _last(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The last ``n`` steps of ``x`` (B, T, ...); ``n = 0`` gives an empty memory (``x[:, -0:]`` would keep all)."""
+    return x[:, x.shape[1] - n:]
+
+
 class MaskedAttention(nn.Module):
     """Builds the attention mask from the memory's validity flags and ``first``, and updates the memory."""
 
@@ -132,9 +137,9 @@ class MaskedAttention(nn.Module):
             allowed = in_band[None] & torch.cat([valid, new_cols], dim=1)[:, None, :]
         out, k, v = self.orc_block(y, mem, allowed)
         new_mem = LayerMemory(
-            keys=torch.cat([mem.keys, k.to(mem.keys.dtype)], dim=1)[:, -L:],
-            values=torch.cat([mem.values, v.to(mem.values.dtype)], dim=1)[:, -L:],
-            valid=torch.cat([valid, torch.ones(B, t, dtype=torch.bool, device=y.device)], dim=1)[:, -L:],
+            keys=_last(torch.cat([mem.keys, k.to(mem.keys.dtype)], dim=1), L),
+            values=_last(torch.cat([mem.values, v.to(mem.values.dtype)], dim=1), L),
+            valid=_last(torch.cat([valid, torch.ones(B, t, dtype=torch.bool, device=y.device)], dim=1), L),
         )
         return out, new_mem
 

@@ -193,8 +193,6 @@ class InverseActionNet(MinecraftPolicy):
         if first is None:
             first = torch.zeros(B, dtype=torch.bool, device=frames.device)
         h, state = self.recurrent_layer(h, first, state)
-        L = self.cfg.maxlen
-        state = [LayerMemory(*(t[:, t.shape[1] - L:] for t in mem)) for mem in state]  # keep the last L (L may be 0)
         # Official quirk: no pre_lstm_ln, and lastlayer's output is discarded: the latent is final_ln(relu(h)).
         return self.final_ln(F.relu(h)), state
 
