@@ -21,7 +21,7 @@ MODEL = ASSETS_DIR / "voxel-treechop-demo.model"
 WEIGHTS = ASSETS_DIR / "voxel-treechop-demo.weights"
 MAX_BYTES = 15_000_000
 SEEDS = (3000, 3001)
-STEPS = 150
+STEPS = 60
 
 
 def test_files_fit_the_network_and_the_size_limit():
