@@ -74,7 +74,7 @@ def json_object(text: str) -> Dict[str, Any]:
     return value
 
 
-def _base_type(annotation: Any) -> Any:
+def base_type(annotation: Any) -> Any:
     """``Optional[int]`` -> ``int``; other annotations unchanged."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     return args[0] if typing.get_origin(annotation) is typing.Union and len(args) == 1 else annotation
@@ -100,7 +100,7 @@ def build_parser(config_cls: type, prog: str, description: str) -> argparse.Argu
         meta = f.metadata
         if not meta.get("cli", True):
             continue
-        kind = _base_type(hints[f.name])
+        kind = base_type(hints[f.name])
         names = [flag(f.name)] + ([meta["short"]] if meta.get("short") else [])
         common: Dict[str, Any] = {"dest": f.name, "help": _help(f), "default": argparse.SUPPRESS}
         if kind is bool:

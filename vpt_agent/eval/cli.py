@@ -5,94 +5,21 @@ Each flag, default and help text is written once, in the dataclass; this module 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import math
 import sys
-import typing
-from typing import Any, Dict, Optional, Sequence
+from typing import Optional, Sequence
 
-from .config import EvalConfig, EvalError, flag
+from .. import cli
+from .config import EvalConfig, EvalError
 
 PROG = "python -m vpt_agent.evaluate"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr (no usage block) and exit code 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _json_object(text: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(text, parse_constant=_no_constant)  # NaN/Infinity are not JSON
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"log_goal\": 5}'")
-    return value
-
-
-def _base_type(annotation: Any) -> Any:
-    """``Optional[int]`` -> ``int``; other annotations unchanged."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return args[0] if typing.get_origin(annotation) is typing.Union and len(args) == 1 else annotation
-
-
-def _help(f: dataclasses.Field) -> str:
-    text = f.metadata["help"]
-    default = f.default if f.default is not dataclasses.MISSING else None
-    if default is not None and not isinstance(default, bool):
-        text += f" (default {default})"
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: one option per :class:`EvalConfig` field, plus ``--log-level``."""
-    parser = _Parser(prog=PROG, description="Evaluate a VPT agent for N episodes and write a crash-safe reward "
-                                            "report.")
-    hints = typing.get_type_hints(EvalConfig)
-    for f in dataclasses.fields(EvalConfig):
-        meta = f.metadata
-        if not meta.get("cli", True):
-            continue
-        kind = _base_type(hints[f.name])
-        names = [flag(f.name)] + ([meta["short"]] if "short" in meta else [])
-        if kind is bool:
-            if meta.get("negate"):
-                parser.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
-                                    default=argparse.SUPPRESS, help=_help(f))
-            else:
-                parser.add_argument(*names, dest=f.name, action="store_true", default=argparse.SUPPRESS,
-                                    help=_help(f))
-            continue
-        options: Dict[str, Any] = {"dest": f.name, "help": _help(f), "default": argparse.SUPPRESS}
-        if "choices" in meta:
-            options["choices"] = meta["choices"]
-        if "metavar" in meta:
-            options["metavar"] = meta["metavar"]
-        if typing.get_origin(kind) in (dict, typing.Dict):
-            options["type"] = _json_object
-        else:
-            options["type"] = _finite_float if kind is float else kind
-        parser.add_argument(*names, **options)
+    """The argument parser: one option per :class:`EvalConfig` field (:mod:`vpt_agent.cli`), plus ``--log-level``."""
+    parser = cli.build_parser(EvalConfig, PROG, "Evaluate a VPT agent for N episodes and write a crash-safe reward "
+                                                "report.")
     parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, help="logging verbosity")
     return parser
 

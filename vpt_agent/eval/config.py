@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from ..cli import base_type, flag
 from ..errors import VPTError
 from .workers import EnvSpec, import_env_modules, make_env
 
@@ -91,11 +92,6 @@ class EvalConfig:
         "oversubscribed OpenMP threads spin and can slow a step several times)", minimum=1, metavar="T"))
     progress: bool = field(default=True, metadata=_opt("no progress bar", negate=True))
     print_table: bool = field(default=True, metadata=_opt("print the summary table at the end", cli=False))
-
-
-def flag(name: str) -> str:
-    """The command-line flag of a field: ``num_envs`` -> ``--num-envs``."""
-    return "--" + name.replace("_", "-")
 
 
 def default_env() -> str:
@@ -183,11 +179,7 @@ def _type_problem(value: Any, kind: Any) -> Optional[str]:
 
 
 def _field_kinds() -> Dict[str, Any]:
-    kinds = {}
-    for name, hint in typing.get_type_hints(EvalConfig).items():
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        kinds[name] = args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
-    return kinds
+    return {name: base_type(hint) for name, hint in typing.get_type_hints(EvalConfig).items()}
 
 
 def _check_fields(config: EvalConfig) -> None:
