@@ -29,11 +29,14 @@ DRIVER = textwrap.dedent("""
         "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', %r], start_new_session=True); "
         "time.sleep(120)" % grandchild])
     unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60  # a loaded machine can take seconds to start the grandchild's Python
+    while len(reaper.tree([child.pid])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     new = reaper.children() - before - {r.process.pid, unrelated.pid}
     r.watch(new)
     time.sleep(1.5)  # let the reaper record the tree
     print(child.pid, unrelated.pid, r.process.pid, flush=True)
+    sys.stdin.readline()  # the test has read the tree it will check
     if sys.argv[1] == "stop":
         r.stop()
         print("stopped", flush=True)
@@ -43,9 +46,12 @@ DRIVER = textwrap.dedent("""
 
 def _start_driver(mode):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, mode], stdout=subprocess.PIPE, text=True, env=env)
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env)
     child, unrelated, reaper_pid = map(int, driver.stdout.readline().split())
     watched = reaper.tree([child])
+    driver.stdin.write("go\n")
+    driver.stdin.flush()
     assert len(watched) == 2  # the child and its grandchild
     return driver, watched, unrelated, reaper_pid
 
