@@ -1,7 +1,7 @@
 """Train the ``voxel-treechop-demo`` agent end to end: scripted-chopper demonstrations, behavioural cloning, DAgger.
 
-    python scripts/train_voxel_demo.py --out runs/voxel-demo --time-budget 300 --device cuda --workers 15 \
-        --envs-per-worker 4 --expert-episodes 120 --val-episodes 30 --rounds 4 --batch 64 --test-episodes 50
+    python scripts/train_voxel_demo.py --out runs/voxel-demo --time-budget 265 --device cuda --workers 15 \
+        --envs-per-worker 2 --expert-episodes 120 --val-episodes 30 --rounds 5 --batch 64 --test-episodes 50
     python scripts/train_voxel_demo.py --out runs/smoke --time-budget 120 --device cpu --workers 2 \
         --expert-episodes 4 --episode-steps 128 --val-episodes 2 --val-steps 100 --batch 4 --seq-len 32 --memory 64
 
@@ -18,7 +18,7 @@ What happens, all inside ``--time-budget`` seconds (wall clock, start-up include
    ``beta = --beta0 * --beta-decay**round``) and the script labels every visited state (DAgger); aggregate, repeat.
 3. ``OUT/voxel-treechop-demo.model`` / ``.weights`` always hold the best validated model so far (written atomically
    after each evaluation), ``OUT/metrics.json`` the run's history; a timeout at any point leaves a usable model.
-
+   At the end the best weights are also validated at ``--alt-temperature``; the better temperature goes in the .model.
 4. With ``--test-episodes 50`` the saved model is finally scored on env seeds ``--test-seed`` .. (default 1000..1049,
    the README's evaluation seeds), 600 steps, its own stochastic sampling: reported in ``metrics.json`` only.
 
