@@ -187,7 +187,9 @@ class VoxelTreechopEnv(gym.Env):
     def _snap(axis: int, coord: float, delta: float) -> float:
         """Position touching the face of the block we ran into along ``axis``."""
         if axis == 1:
-            return math.floor(coord) + 1.0 + EPS if delta < 0 else math.floor(coord + PLAYER_HEIGHT) - PLAYER_HEIGHT - EPS
+            if delta < 0:
+                return math.floor(coord) + 1.0 + EPS
+            return math.floor(coord + PLAYER_HEIGHT) - PLAYER_HEIGHT - EPS
         if delta > 0:
             return math.floor(coord + HALF_WIDTH) - HALF_WIDTH - EPS
         return math.floor(coord - HALF_WIDTH) + 1.0 + HALF_WIDTH + EPS

@@ -35,9 +35,10 @@ def __dir__() -> list:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .agent import AgentStep, VPTAgent, preprocess_pov
-    from .config import PolicyConfig
-    from .errors import VPTError
-    from .loading import (LoadReport, ModelFileError, WeightsFileError, WeightsMismatchError, load_model_config,
-                          read_state_dict)
-    from .policy import VPTPolicy
+    from .agent import AgentStep, VPTAgent, preprocess_pov  # noqa: F401
+    from .config import PolicyConfig  # noqa: F401
+    from .errors import VPTError  # noqa: F401
+    from .idm import VPTIDM  # noqa: F401
+    from .loading import (LoadReport, ModelFileError, WeightsFileError, WeightsMismatchError,  # noqa: F401
+                          load_model_config, read_state_dict)
+    from .policy import VPTPolicy  # noqa: F401
