@@ -162,10 +162,14 @@ def policy_to_env(buttons: np.ndarray, camera: np.ndarray) -> List[Dict[str, obj
     Buttons are Python ints (MineRL's Java side parses integers only); ``camera`` is a float32 array
     ``[pitch, yaw]`` in degrees.
     """
-    factored, bins = joint_to_factored(buttons, camera)
-    degrees = undiscretize_camera(bins).astype(np.float32)
+    return factored_to_env(*joint_to_factored(buttons, camera))
+
+
+def factored_to_env(buttons: np.ndarray, camera_bins: np.ndarray) -> List[Dict[str, object]]:
+    """Factored actions (buttons (B, 20) 0/1, camera bins (B, 2)) -> B MineRL action dicts with all 24 keys."""
+    degrees = undiscretize_camera(np.asarray(camera_bins)).astype(np.float32)
     out = []
-    for row, cam in zip(factored.tolist(), degrees):
+    for row, cam in zip(np.asarray(buttons).astype(np.int64).tolist(), degrees):
         action: Dict[str, object] = dict(zip(BUTTONS, row))
         action.update({k: 0 for k in NEVER_PRESSED})
         action["camera"] = cam

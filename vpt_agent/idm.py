@@ -36,8 +36,8 @@ from .frames import preprocess_pov
 from .heads import CategoricalHead
 from .idm_actions import IDM_HEADS, idm_to_env
 from .layers import NormedLayer
-from .loading import (LoadReport, ModelFileError, PathLike, WeightsMismatchError, load_model_dict, load_state_dict,
-                      read_state_dict)
+from .loading import (LoadReport, PathLike, WeightsMismatchError, load_model_config,
+                      load_state_dict, read_state_dict)
 from .policy import MinecraftPolicy
 
 logger = logging.getLogger(__name__)
@@ -121,12 +121,7 @@ def _triple(v: Union[int, Sequence[int]]) -> Tuple[int, int, int]:
 
 def load_idm_config(path: PathLike) -> IDMConfig:
     """Read an IDM ``.model`` file (safely, see :mod:`vpt_agent.loading`) into a validated :class:`IDMConfig`."""
-    try:
-        return IDMConfig.from_model_dict(load_model_dict(path))
-    except (ValueError, TypeError) as e:
-        if isinstance(e, ModelFileError):
-            raise
-        raise ModelFileError(f"{path}: {e}") from e
+    return load_model_config(path, IDMConfig)
 
 
 class IDMError(VPTError, ValueError):

@@ -10,8 +10,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from .action_mapping import (BUTTONS, MINERL_ACTION_KEYS, N_CAMERA_BINS, NEVER_PRESSED, env_to_factored,
-                             undiscretize_camera)
+from .action_mapping import BUTTONS, N_CAMERA_BINS, env_to_factored, factored_to_env
 
 #: Head name -> (factored shape, choices per entry); the layout of ``pi_head.*`` in the official IDM.
 IDM_HEADS: Dict[str, Tuple[Tuple[int, ...], int]] = {
@@ -32,14 +31,7 @@ def idm_to_env(buttons: np.ndarray, camera_bins: np.ndarray) -> List[Dict[str, o
         raise ValueError(f"buttons must have shape (N, {len(BUTTONS)}), got {buttons.shape}")
     if camera_bins.shape != (len(buttons), 2):
         raise ValueError(f"camera_bins must have shape ({len(buttons)}, 2), got {camera_bins.shape}")
-    degrees = undiscretize_camera(camera_bins).astype(np.float32)
-    out = []
-    for row, cam in zip(buttons.astype(np.int64).tolist(), degrees):
-        action: Dict[str, object] = dict(zip(BUTTONS, row))
-        action.update({k: 0 for k in NEVER_PRESSED})
-        action["camera"] = cam
-        out.append({k: action[k] for k in MINERL_ACTION_KEYS})
-    return out
+    return factored_to_env(buttons, camera_bins)
 
 
 def env_to_idm(actions: Sequence[Mapping[str, object]]) -> Tuple[np.ndarray, np.ndarray]:

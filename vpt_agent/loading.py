@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 import torch
 from torch import nn
@@ -32,6 +32,7 @@ from .file_checks import ModelFileError, WeightsFileError, check_weights_file, r
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
+ConfigT = TypeVar("ConfigT", bound=PolicyConfig)
 
 __all__ = ["ModelFileError", "WeightsFileError", "WeightsMismatchError", "LoadReport", "load_model_dict",
            "load_net_args", "load_model_config", "read_state_dict", "load_state_dict", "diagnose"]
@@ -56,10 +57,13 @@ def load_net_args(path: PathLike) -> Dict[str, Any]:
     return read_net_args(path)
 
 
-def load_model_config(path: PathLike) -> PolicyConfig:
-    """Read a ``.model`` file into a validated :class:`PolicyConfig` (one-line :class:`ModelFileError`)."""
+def load_model_config(path: PathLike, config_cls: Type[ConfigT] = PolicyConfig) -> ConfigT:  # type: ignore[assignment]
+    """Read a ``.model`` file into a validated :class:`PolicyConfig` (or ``config_cls``, e.g. the IDM's config).
+
+    Any problem is one :class:`ModelFileError` naming the file.
+    """
     try:
-        return PolicyConfig.from_model_dict(load_model_dict(path))
+        return config_cls.from_model_dict(load_model_dict(path))
     except (ValueError, TypeError) as e:
         if isinstance(e, ModelFileError):
             raise
