@@ -1,6 +1,6 @@
 """The bundled ``voxel-treechop-demo`` model: files that fit the network and the size limit, and learned behaviour.
 
-The model is trained by ``scripts/train_voxel_demo.py`` (see docs/readme/demo.md); these tests only load the shipped
+The model is trained by ``scripts/train_voxel_demo.py`` (see docs/demo-agent.md); these tests only load the shipped
 files. Seeds here are disjoint from the training (>= 10000), validation (2000..) and README evaluation (1000..1049)
 seeds.
 """

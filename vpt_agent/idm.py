@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 Action = Dict[str, Any]
 
 #: ``net.args`` of the official ``4x_idm.model`` (as public code that loads the file embeds it; see
-#: docs/readme/idm.md). Used for layout tests and synthetic-weight benchmarks; real use reads the .model file.
+#: docs/idm.md). Used for layout tests and synthetic-weight benchmarks; real use reads the .model file.
 IDM_4X_NET_KWARGS: Dict[str, Any] = dict(
     attention_heads=32, attention_mask_style="none", attention_memory_size=128,
     conv3d_params={"inchan": 3, "kernel_size": [5, 1, 1], "outchan": 128, "padding": [2, 0, 0]},
@@ -251,7 +251,7 @@ class VPTIDM:
     carried, as the official ``predict_actions``); ``reset()`` starts a new one. Frames are cut into chunks of at
     most ``config.timesteps`` (128 for 4x) frames, each one forward pass: a call on <= 128 frames is exactly the
     official call. For whole videos use ``python -m vpt_agent.label``, which gives every frame context on both
-    sides (see docs/readme/idm.md).
+    sides (see docs/idm.md).
     """
 
     def __init__(self, policy: InverseActionPolicy, device: Union[str, torch.device] = "auto",

@@ -3,7 +3,7 @@
 Decoding uses ``cv2.VideoCapture``, so frames come out exactly as the official loader sees them (BGR, the same
 ffmpeg decoder and colour conversion). Encoding uses the ffmpeg binary that ``imageio-ffmpeg`` ships, because
 OpenCV's wheels cannot write H.264 (only MPEG-4 part 2 ``mp4v``: larger files and ~3 grey levels of error).
-Two qualities (sizes and errors measured on 640x360 frames of the embedded env, see docs/readme/data.md):
+Two qualities (sizes and errors measured on 640x360 frames of the embedded env, see docs/recordings.md):
 
 * ``"standard"`` (default): H.264 yuv420p ``-crf 18`` (``-preset veryfast``), the kind of video VPT's contractor
   data is: plays everywhere, 5-16 kB per frame, decodes ~3x faster than lossless; after the agent's resize to
