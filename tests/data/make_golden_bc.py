@@ -26,9 +26,7 @@ losses of the first ``GRAD_STEPS`` kept steps of episode 0 (memory carried, deta
 from __future__ import annotations
 
 import json
-import os
 import sys
-import types
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -75,12 +73,9 @@ def make_actions(rng: np.random.Generator, n: int) -> List[Dict[str, Any]]:
 
 def main() -> None:
     sys.path.insert(0, str(HERE.parent))
-    sys.path.insert(0, os.environ["VPT_OFFICIAL"])
-    for name in ["minerl", "minerl.herobraine", "minerl.herobraine.hero", "minerl.herobraine.hero.mc"]:
-        sys.modules.setdefault(name, types.ModuleType(name))
-    gym = types.ModuleType("gym")
-    gym.spaces = types.SimpleNamespace(Discrete=lambda *a, **k: None, Box=lambda *a, **k: None)
-    sys.modules["gym"] = gym
+    from golden_helpers.official import use_official_code
+
+    use_official_code()
     import torch as th
     import agent as official  # the official agent.py
     from lib.tree_util import tree_map

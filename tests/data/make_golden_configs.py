@@ -24,9 +24,7 @@ Per config ``name`` the archive holds ``name/<field>`` entries:
 from __future__ import annotations
 
 import json
-import os
 import sys
-import types
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -35,9 +33,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/ -> golden_helpers
-sys.path.insert(0, os.environ["VPT_OFFICIAL"])
-for _name in ["minerl", "minerl.herobraine", "minerl.herobraine.hero", "minerl.herobraine.hero.mc"]:
-    sys.modules.setdefault(_name, types.ModuleType(_name))
+from golden_helpers.official import use_official_code  # noqa: E402
+
+use_official_code()
 
 import torch as th  # noqa: E402
 from gym3.types import DictType  # noqa: E402

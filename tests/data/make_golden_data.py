@@ -24,7 +24,6 @@ It writes
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import threading
@@ -39,12 +38,10 @@ OUT_DIR = HERE / "golden_data"
 OUT = HERE / "golden_data.npz"
 WIDTH, HEIGHT = 640, 360
 
-sys.path.insert(0, os.environ["VPT_OFFICIAL"])
-for _name in ["minerl", "minerl.herobraine", "minerl.herobraine.hero", "minerl.herobraine.hero.mc"]:
-    sys.modules.setdefault(_name, types.ModuleType(_name))
-_gym = types.ModuleType("gym")
-_gym.spaces = types.SimpleNamespace(Discrete=lambda *a, **k: None, Box=lambda *a, **k: None)
-sys.modules.setdefault("gym", _gym)
+sys.path.insert(0, str(HERE.parent))  # tests/ -> golden_helpers
+from golden_helpers.official import use_official_code  # noqa: E402
+
+use_official_code()
 
 import data_loader  # noqa: E402  (official)
 import run_inverse_dynamics_model as ridm  # noqa: E402  (official)

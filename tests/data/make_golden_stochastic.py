@@ -4,10 +4,8 @@ Needs the official code (VPT_OFFICIAL=/path/to/Video-Pre-Training) and torch, nu
 ``minerl`` and ``gym`` are stubbed. The official sampler draws from torch's global RNG, seeded here right before
 the rollout; ``VPTAgent(seed=SEED)`` draws the same numbers from its own generator.
 """
-import os
 import pickle
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +17,9 @@ SEED, OBS_SEED, STEPS = 123, 9, 40
 
 def main() -> None:
     sys.path.insert(0, str(HERE.parent))
-    sys.path.insert(0, os.environ["VPT_OFFICIAL"])
-    for name in ["minerl", "minerl.herobraine", "minerl.herobraine.hero", "minerl.herobraine.hero.mc"]:
-        sys.modules.setdefault(name, types.ModuleType(name))
-    gym = types.ModuleType("gym")
-    gym.spaces = types.SimpleNamespace(Discrete=lambda *a, **k: None, Box=lambda *a, **k: None)
-    sys.modules["gym"] = gym
+    from golden_helpers.official import use_official_code
+
+    use_official_code()
     import agent as official  # the official agent.py
 
     from golden_helpers.obs_gen import make_obs
