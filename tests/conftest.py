@@ -16,6 +16,15 @@ SMALL_WEIGHTS = DATA / "small.weights"
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (small models on 2 shared cores: a second OpenMP thread only stalls)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def golden():
     return dict(np.load(DATA / "golden.npz"))

@@ -55,17 +55,12 @@ def _rollout(agent: VPTAgent, steps: int):
 
 
 @pytest.fixture(scope="module")
-def demo_and_random():
+def demo_and_random(one_torch_thread):
     # One torch thread: this small model's batch-of-3 steps gain nothing from more, and on a busy machine
     # (CI on 2 shared cores) multi-threaded kernels stall: measured 9 s with one thread vs 130 s with two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        demo = VPTAgent.from_files(MODEL, WEIGHTS, device="cpu", seed=0)
-        untrained = VPTAgent.from_config(MODEL, device="cpu", seed=0)
-        return _rollout(demo, DEMO_STEPS), _rollout(untrained, RANDOM_STEPS)
-    finally:
-        torch.set_num_threads(threads)
+    demo = VPTAgent.from_files(MODEL, WEIGHTS, device="cpu", seed=0)
+    untrained = VPTAgent.from_config(MODEL, device="cpu", seed=0)
+    return _rollout(demo, DEMO_STEPS), _rollout(untrained, RANDOM_STEPS)
 
 
 def test_demo_agent_chops_trees_on_unseen_seeds(demo_and_random):

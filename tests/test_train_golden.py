@@ -28,13 +28,7 @@ from vpt_agent.train.trainer import batch_tensors, detach_state
 GOLDEN = Path(__file__).parent / "data" / "golden_bc.npz"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 cores shared by many processes: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
