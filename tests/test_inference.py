@@ -101,3 +101,25 @@ def test_cast_for_inference_keeps_float32_a_no_op():
     cast_for_inference(agent.policy, torch.float32)
     after = agent.policy.state_dict()
     assert all(torch.equal(before[k], after[k]) and after[k].dtype == before[k].dtype for k in before)
+
+
+@pytest.mark.parametrize("groups,affine", [(1, True), (2, True), (4, False)])
+def test_channels_last_group_norm_equals_torch(groups, affine):
+    """The CUDA layout-keeping GroupNorm (run here on CPU): equal to F.group_norm, and the layout is kept."""
+    from torch.nn import functional as F
+
+    from vpt_agent.layers import group_norm_channels_last
+
+    torch.manual_seed(groups)
+    x = (torch.randn(3, 8, 9, 13).relu() * 3 + 1).to(memory_format=torch.channels_last)
+    w, b = (torch.randn(8), torch.randn(8)) if affine else (None, None)
+    want = F.group_norm(x, groups, w, b, 1e-5)
+    got = group_norm_channels_last(x, groups, w, b, 1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # bf16: float32 statistics; as close to the float32 result as torch's own bf16 kernel
+    xb = x.bfloat16()
+    wb, bb = (w.bfloat16(), b.bfloat16()) if affine else (None, None)
+    ours = (group_norm_channels_last(xb, groups, wb, bb, 1e-5).float() - want).abs().max()
+    torchs = (F.group_norm(xb, groups, wb, bb, 1e-5).float() - want).abs().max()
+    assert ours <= 2 * torchs + 1e-2

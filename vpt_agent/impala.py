@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import NormedLayer
+from .layers import GroupNorm, NormedLayer
 
 
 class ResidualBlock(nn.Module):
@@ -36,7 +36,7 @@ class DownStack(nn.Module):
         super().__init__()
         self.firstconv = NormedLayer.conv3x3(c_in, c_out, norm_groups if first_conv_norm else None)
         self.pool = pool
-        self.n = nn.GroupNorm(post_pool_groups, c_out) if (pool and post_pool_groups is not None) else None
+        self.n = GroupNorm(post_pool_groups, c_out) if (pool and post_pool_groups is not None) else None
         self.blocks = nn.ModuleList(
             [ResidualBlock(c_out, norm_groups, init_scale / math.sqrt(n_blocks)) for _ in range(n_blocks)]
         )

@@ -1,4 +1,4 @@
-"""The official ``FanInInitReLULayer``: optional pre-norm -> linear/conv -> optional ReLU.
+"""The official ``FanInInitReLULayer``: optional pre-norm -> linear/conv -> optional ReLU, and the CNN's GroupNorm.
 
 The layer has a bias if and only if it has no norm; that rule is what makes our state_dict keys
 (``norm.weight``, ``layer.weight``, ``layer.bias``) match the official ones.
@@ -10,6 +10,53 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+#: Whether :class:`GroupNorm` takes its channels-last path on CUDA (benchmarks switch it off to compare).
+CHANNELS_LAST_GROUP_NORM = True
+
+
+def group_norm_channels_last(x: torch.Tensor, groups: int, weight: Optional[torch.Tensor],
+                             bias: Optional[torch.Tensor], eps: float) -> torch.Tensor:
+    """``F.group_norm`` for (N, C, H, W) that keeps ``x``'s memory layout.
+
+        x -> per (sample, group): mean and variance in float32 -> scale = w * rstd, shift = b - mean * scale
+          -> y = x * scale + shift        (one broadcast multiply-add: the output keeps x's strides)
+    """
+    N, C, H, W = x.shape
+    g = x.view(N, groups, C // groups, H, W)  # splitting C is a view in any layout
+    dims = (2, 3, 4)
+    count = (C // groups) * H * W
+    if x.dtype == torch.float32:
+        var, mean = torch.var_mean(g, dim=dims, correction=0)  # (N, groups), one Welford pass
+    else:  # float32 statistics of a bf16/fp16 tensor without a float32 copy of it (var_mean would round them)
+        mean = g.mean(dim=dims, dtype=torch.float32)
+        mean_sq = torch.linalg.vector_norm(g, 2, dim=dims, dtype=torch.float32).square() / count
+        var = (mean_sq - mean.square()).clamp_min(0)
+    rstd = torch.rsqrt(var + eps)
+    scale = rstd[:, :, None].expand(N, groups, C // groups)
+    if weight is not None:
+        scale = scale * weight.float().view(1, groups, C // groups)
+    shift = -mean[:, :, None] * scale
+    if bias is not None:
+        shift = shift + bias.float().view(1, groups, C // groups)
+    shape = (N, C, 1, 1)
+    return torch.addcmul(shift.reshape(shape).to(x.dtype), x, scale.reshape(shape).to(x.dtype))
+
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and keys) that keeps channels-last CUDA tensors channels-last.
+
+    PyTorch's CUDA kernel makes its input NCHW-contiguous first. In our channels-last CNN that means two full
+    copies per norm: to NCHW, and back to NHWC for the next convolution. On CUDA, channels-last inputs go
+    through :func:`group_norm_channels_last` instead; the CPU kernel handles channels-last natively.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (CHANNELS_LAST_GROUP_NORM and x.is_cuda and x.dim() == 4 and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
+        return super().forward(x)
 
 
 class NormedLayer(nn.Module):
@@ -35,7 +82,7 @@ class NormedLayer(nn.Module):
 
     @classmethod
     def conv3x3(cls, c_in: int, c_out: int, norm_groups: Optional[int], init_scale: float = 1.0) -> "NormedLayer":
-        norm = nn.GroupNorm(norm_groups, c_in) if norm_groups is not None else None
+        norm = GroupNorm(norm_groups, c_in) if norm_groups is not None else None
         return cls(nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm is None), norm, True, init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
