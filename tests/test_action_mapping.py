@@ -93,3 +93,22 @@ def test_bad_inputs():
         am.env_to_factored([{"attack": 2}])
     with pytest.raises(ValueError, match=r"shape \(B, 20\)"):
         am.factored_to_joint(np.zeros((1, 3)), np.zeros((1, 2)))
+
+
+def test_joint_action_and_batched_mapping_equal_the_factored_path():
+    """The cached fast paths (policy_to_env's templates, JointAction.to_env) give exactly the reference dicts."""
+    rng = np.random.default_rng(3)
+    buttons = np.concatenate([rng.integers(0, am.N_JOINT_BUTTONS, 500), [0, am.INVENTORY_JOINT]])
+    camera = np.concatenate([rng.integers(0, am.N_JOINT_CAMERA, 500), [0, 120]])
+    reference = am.factored_to_env(*am.joint_to_factored(buttons, camera))
+    for got in (am.policy_to_env(buttons, camera),
+                [am.JointAction(int(b), int(c)).to_env() for b, c in zip(buttons, camera)]):
+        for ref, action in zip(reference, got):
+            assert list(action) == list(ref) == list(am.MINERL_ACTION_KEYS)
+            for key in ref:
+                assert type(action[key]) is type(ref[key]) and np.array_equal(action[key], ref[key]), key
+            assert action["camera"].dtype == np.float32
+    a, b = am.JointAction(5, 7).to_env(), am.JointAction(5, 7).to_env()
+    a["camera"][0] = 99.0
+    a["attack"] = 1
+    assert b["camera"][0] != 99.0 and am.JointAction(5, 7).to_env()["attack"] == b["attack"]  # fresh copies

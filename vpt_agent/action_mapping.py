@@ -11,8 +11,9 @@ camera on/off meta-action (last group varies fastest); index 8640 is "inventory"
 """
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
@@ -160,9 +161,45 @@ def policy_to_env(buttons: np.ndarray, camera: np.ndarray) -> List[Dict[str, obj
     """Joint policy actions (B,) -> list of B MineRL action dicts with all 24 keys.
 
     Buttons are Python ints (MineRL's Java side parses integers only); ``camera`` is a float32 array
-    ``[pitch, yaw]`` in degrees.
+    ``[pitch, yaw]`` in degrees. Same dicts as ``factored_to_env(*joint_to_factored(buttons, camera))``, built
+    from one cached template per joint button index (a 256-env batch maps in a fraction of the time).
     """
-    return factored_to_env(*joint_to_factored(buttons, camera))
+    _, bins = joint_to_factored(buttons, camera)
+    degrees = undiscretize_camera(bins).astype(np.float32)
+    out = []
+    for index, cam in zip(_as_index(buttons, N_JOINT_BUTTONS, "buttons").tolist(), degrees):
+        action = _env_template(index).copy()
+        action["camera"] = cam
+        out.append(action)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _env_template(joint_button: int) -> Dict[str, object]:
+    """The 24-key MineRL dict of one joint button index, in key order, with the camera still to fill in."""
+    pressed = dict(zip(BUTTONS, JOINT_TO_BUTTONS[joint_button].tolist()))
+    return {key: None if key == "camera" else pressed.get(key, 0) for key in MINERL_ACTION_KEYS}
+
+
+class JointAction(NamedTuple):
+    """One env's action as the policy's two joint indices: the compact form the evaluator sends to env workers
+    (two ints instead of a 24-key dict); :meth:`to_env` gives the MineRL dict."""
+
+    buttons: int
+    camera: int
+
+    def to_env(self) -> Dict[str, object]:
+        action = _env_template(self.buttons).copy()
+        action["camera"] = np.array(_camera_degrees(self.buttons, self.camera), dtype=np.float32)
+        return action
+
+
+@functools.lru_cache(maxsize=None)
+def _camera_degrees(joint_button: int, joint_camera: int) -> Tuple[float, float]:
+    """[pitch, yaw] of one joint action (null when its button index has the camera off), cached."""
+    _, bins = joint_to_factored(np.array([joint_button]), np.array([joint_camera]))
+    pitch, yaw = undiscretize_camera(bins[0]).astype(np.float32).tolist()
+    return pitch, yaw
 
 
 def factored_to_env(buttons: np.ndarray, camera_bins: np.ndarray) -> List[Dict[str, object]]:
