@@ -148,3 +148,19 @@ def test_device_and_dtype_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             VPTAgent.from_config(SMALL_MODEL, device="cuda")
+
+
+def test_submit_is_get_actions_in_two_steps():
+    """submit() + PendingActions give the same actions as get_actions (same seed, same memory updates)."""
+    a = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", seed=5)
+    b = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", seed=5)
+    for t in range(6):
+        obs = [{"pov": make_obs(40 + i, t)} for i in range(2)]
+        pending = a.submit(obs, [t == 0, t == 0])
+        assert pending.ready()  # on CPU the step is done when submit returns
+        want = b.get_actions(obs, [t == 0, t == 0])
+        got = pending.actions()
+        assert [{k: np.asarray(v).tolist() for k, v in x.items()} for x in got] == \
+               [{k: np.asarray(v).tolist() for k, v in x.items()} for x in want]
+        buttons, camera = pending.joint()
+        assert buttons.shape == camera.shape == (2,)

@@ -105,3 +105,38 @@ def test_gpu_resize_is_bit_exact_with_cv2():
         got = resize_linear_u8(torch.from_numpy(imgs).cuda(), (128, 128)).cpu().numpy()
         for i in range(4):
             assert np.array_equal(got[i], cv2.resize(imgs[i], (128, 128), interpolation=cv2.INTER_LINEAR)), hw
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_channels_last_group_norm_path_on_cuda(groups):
+    """On CUDA a channels-last input takes the layout-keeping path (output stays channels-last), equal to torch's."""
+    from torch.nn import functional as F
+
+    from vpt_agent.layers import GroupNorm
+
+    torch.manual_seed(groups)
+    norm = GroupNorm(groups, 64).cuda()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = (torch.randn(4, 64, 16, 16, device="cuda").relu() + 0.5).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y = norm(x)
+        want = F.group_norm(x.contiguous(), groups, norm.weight, norm.bias, norm.eps)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_overlapping_steps_of_two_agents_equal_sequential_steps():
+    """The evaluator's pipelined groups: two agents' steps queued on their own streams before either is read
+    back give the actions that one step after the other gives."""
+    with no_tf32():
+        queued, plain = [_agent(seed=1), _agent(seed=2)], [_agent(seed=1), _agent(seed=2)]
+        for t in range(12):
+            obs = [[{"pov": make_obs(50, t)}, {"pov": make_obs(51, t)}], [{"pov": make_obs(52, t)}]]
+            first = [[t == 0] * 2, [t == 0]]
+            pending = [agent.submit(o, f, deterministic=t % 2 == 0) for agent, o, f in zip(queued, obs, first)]
+            got = [p.joint() for p in reversed(pending)][::-1]
+            for (buttons, camera), agent, o, f in zip(got, plain, obs, first):
+                want = agent.act(o, f, deterministic=t % 2 == 0)
+                assert np.array_equal(buttons, want.buttons) and np.array_equal(camera, want.camera), t

@@ -12,7 +12,7 @@ import pytest
 
 from vpt_agent.eval.records import CRASHED, TRUNCATED, EpisodeRecord, EpisodeTask
 from vpt_agent.eval.rollout import Rollout, RolloutAborted, RolloutListener, split_groups
-from vpt_agent.eval.workers import EnvRunner, EnvSpec, Transition, WorkerFailed
+from vpt_agent.eval.workers import EnvRunner, EnvSpec, ResetRequest, Transition, WorkerFailed
 
 POV_ENV = "evalenvs:evalenvs/Pov-v0"
 
@@ -207,3 +207,56 @@ def test_full_frames_only_for_episodes_a_listener_asks_for():
             step_timeout=5.0, reset_timeout=5.0).run()
     steps = {event for event in listener.events if event[0] != "reset"}
     assert steps == {(0, (12, 16, 3), None), (1, (12, 16, 3), (36, 64, 3))}
+
+
+class SlowPending:
+    """A policy step that is only ready after ``polls`` calls of ready() (a GPU forward still running)."""
+
+    def __init__(self, actions, polls, log, group):
+        self.actions, self.polls, self.log, self.group = actions, polls, log, group
+
+    def ready(self):
+        self.polls -= 1
+        return self.polls < 0
+
+    def result(self):
+        self.log.append(("result", self.group))
+        return self.actions
+
+
+class AsyncMemoryPolicy(MemoryPolicy):
+    """MemoryPolicy behind the submit/ready/result interface, slow to finish."""
+
+    def __init__(self, group, log, polls=3):
+        super().__init__()
+        self.group, self.log, self.polls = group, log, polls
+
+    def submit(self, frames, first):
+        self.log.append(("submit", self.group))
+        return SlowPending(self(frames, first), self.polls, self.log, self.group)
+
+
+def test_policy_steps_in_progress_do_not_block_the_other_groups():
+    """While group 0's step is not ready the loop submits group 1's: the steps overlap, and results equal the
+    synchronous lock-step run."""
+    reference = by_index(run(TASKS, 1, KWARGS)[0].records)
+    log = []
+    recorder, rollout, _ = run(TASKS, 4, KWARGS, policies=[AsyncMemoryPolicy(0, log), AsyncMemoryPolicy(1, log)])
+    assert by_index(recorder.records) == reference
+    first_result = log.index(("result", 0))
+    assert ("submit", 1) in log[:first_result]  # group 1 started before group 0's step was collected
+    assert rollout.stats.forwards == log.count(("submit", 0)) + log.count(("submit", 1))
+
+
+def test_joint_actions_reach_the_env_as_minerl_dicts(tmp_path):
+    """A JointAction (two ints, what the evaluator sends) steps the env exactly like its MineRL dict."""
+    from vpt_agent.action_mapping import JointAction
+
+    log_a, log_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    joint = [JointAction(b, c) for b, c in ((0, 60), (3, 17), (8640, 5), (1234, 120))]
+    for log, actions in ((log_a, joint), (log_b, [a.to_env() for a in joint])):
+        runner = EnvRunner(EnvSpec(POV_ENV, {"length": 10, "action_log": str(log)}))
+        runner.reset(ResetRequest(1))
+        for action in actions:
+            runner.step(action)
+    assert log_a.read_text() == log_b.read_text() and len(log_a.read_text().splitlines()) == 4

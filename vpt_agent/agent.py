@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -63,6 +63,37 @@ class AgentStep:
     value: np.ndarray  # (B,) de-normalised value estimate
 
 
+class PendingActions:
+    """A step started by :meth:`VPTAgent.submit`: the joint actions, once the device has computed them.
+
+    On CUDA the step runs on the agent's own stream and its actions are copied to pinned host memory
+    asynchronously; :meth:`ready` asks without blocking, :meth:`joint` waits. On CPU the step is already done.
+    """
+
+    def __init__(self, ids: torch.Tensor, event: Optional["torch.cuda.Event"]):
+        self._ids = ids  # (2, B) int64 on the host: joint button and camera indices
+        self._event = event
+
+    def ready(self) -> bool:
+        """Whether :meth:`joint` would return without waiting."""
+        return self._event is None or self._event.query()
+
+    def wait(self) -> None:
+        if self._event is not None:
+            self._event.synchronize()
+            self._event = None
+
+    def joint(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(buttons, camera)``: (B,) joint indices (waits for the device)."""
+        self.wait()
+        ids = self._ids.numpy()
+        return ids[0].copy(), ids[1].copy()
+
+    def actions(self) -> List[Action]:
+        """The MineRL action dicts (waits for the device)."""
+        return action_mapping.policy_to_env(*self.joint())
+
+
 class VPTAgent:
     """A VPT policy with its recurrent memory, acting in MineRL-style environments.
 
@@ -70,8 +101,9 @@ class VPTAgent:
     :meth:`get_actions` drives N envs with one batched forward pass and per-env memory.
 
     Steps run through :class:`~vpt_agent.inference.StepEngine` (memory kept in place as a ring buffer); on CUDA
-    each step is a replayed CUDA graph unless ``cuda_graph=False``. ``dtype=torch.bfloat16`` converts the
-    weights once (the value head stays float32; log-probs are float32).
+    each step is a replayed CUDA graph unless ``cuda_graph=False``, queued on the agent's own CUDA stream (so the
+    steps of several agents, e.g. the evaluator's pipelined groups, can run at the same time).
+    ``dtype=torch.bfloat16`` converts the weights once (the value head stays float32; log-probs are float32).
     """
 
     def __init__(self, policy: VPTPolicy, device: Union[str, torch.device] = "auto",
@@ -97,6 +129,8 @@ class VPTAgent:
         self._engine: Optional[StepEngine] = None  # in-place memory (configs the engine supports)
         self._state: Optional[List[LayerMemory]] = None  # eager-path memory (other configs)
         self._host_frames: Optional[torch.Tensor] = None  # pinned staging buffer for CUDA uploads
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._pending: Optional[PendingActions] = None  # the last submitted step (it may still use _host_frames)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -149,22 +183,65 @@ class VPTAgent:
         """One env: MineRL observation dict -> MineRL action dict (all 24 keys)."""
         if self._batch not in (None, 1):
             raise AgentError("this agent holds memory for a batch of envs; call reset() before get_action()")
-        return self._step([obs], [self._batch is None], deterministic, full=False).actions[0]
+        return self.submit([obs], [self._batch is None], deterministic).actions()[0]
 
     def get_actions(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool],
                     deterministic: bool = False) -> List[Action]:
         """N envs at once. ``first[i]``: env i starts a new episode at this step (its memory is cleared first)."""
-        return self._step(obs_list, first, deterministic, full=False).actions
+        return self.submit(obs_list, first, deterministic).actions()
 
     def act(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool],
             deterministic: bool = False) -> AgentStep:
         """Like :meth:`get_actions`, also returning joint actions, log-probs and value estimates."""
-        return self._step(obs_list, first, deterministic, full=True)
+        with self._on_stream():
+            ids, logp, value = self._launch(obs_list, first, deterministic)
+            ids = ids.cpu().numpy()
+            logp_buttons, logp_camera = logp["buttons"].cpu().numpy(), logp["camera"].cpu().numpy()
+            value = value.float().cpu().numpy()
+        return AgentStep(actions=action_mapping.policy_to_env(ids[0], ids[1]), buttons=ids[0], camera=ids[1],
+                         logp_buttons=logp_buttons, logp_camera=logp_camera, value=value)
 
-    @torch.inference_mode()
-    def _step(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool], deterministic: bool,
-              full: bool) -> AgentStep:
-        """One step for every env. Host syncs: the action read-back only (plus log-probs/values if ``full``)."""
+    def submit(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool],
+               deterministic: bool = False) -> PendingActions:
+        """Start one step for N envs (like :meth:`get_actions`) without waiting for the device.
+
+        The frames are pre-processed on the host now; on CUDA the forward pass, the sampling and the copy of the
+        actions to the host are queued on the agent's stream, and the call returns at once. Read the actions from
+        the returned :class:`PendingActions` before submitting this agent's next step (a new submit waits for the
+        previous one first).
+        """
+        with self._on_stream():
+            ids, _, _ = self._launch(obs_list, first, deterministic)
+            if self._stream is None:
+                self._pending = PendingActions(ids, None)
+            else:
+                host = torch.empty(ids.shape, dtype=ids.dtype, pin_memory=True)
+                host.copy_(ids, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(self._stream)
+                self._pending = PendingActions(host, event)
+        return self._pending
+
+    @contextlib.contextmanager
+    def _on_stream(self) -> Iterator[None]:
+        """Inference mode, on the agent's CUDA stream (ordered after the caller's stream) when on CUDA."""
+        with torch.inference_mode():
+            if self._stream is None:
+                yield
+                return
+            self._stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self._stream):
+                yield
+
+    def _launch(self, obs_list: Sequence[Mapping[str, Any]], first: Sequence[bool], deterministic: bool
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Queue one step for every env: (2, B) sampled joint indices, log-probs and values, on the device.
+
+        No host sync: on CUDA everything after the frame upload is queued on the current stream.
+        """
+        if self._pending is not None:  # its upload may still read the pinned frame buffer we are about to fill
+            self._pending.wait()
+            self._pending = None
         frames = self._frames(obs_list)
         first_t = self._first(first, len(obs_list))
         self._ensure_memory(len(obs_list), first)
@@ -175,15 +252,7 @@ class VPTAgent:
             self._state = out.state
             logp, value = {k: v[:, 0] for k, v in out.logp.items()}, out.value[:, 0]
         sampled = self.policy.pi_head.sample(logp, deterministic, self.generator)
-        ids = torch.stack([sampled["buttons"], sampled["camera"]]).cpu().numpy()  # the one sync of a step
-        buttons, camera = ids[0], ids[1]
-        empty = np.empty(0, dtype=np.float32)  # get_actions only needs the actions
-        return AgentStep(
-            actions=action_mapping.policy_to_env(buttons, camera), buttons=buttons, camera=camera,
-            logp_buttons=logp["buttons"].cpu().numpy() if full else empty,
-            logp_camera=logp["camera"].cpu().numpy() if full else empty,
-            value=value.float().cpu().numpy() if full else empty,
-        )
+        return torch.stack([sampled["buttons"], sampled["camera"]]), logp, value
 
     def _ensure_memory(self, batch: int, first: Sequence[bool]) -> None:
         """Memory for ``batch`` envs: kept if the batch is unchanged, fresh if every env starts an episode."""
@@ -220,7 +289,7 @@ class VPTAgent:
         shape = (len(obs_list), h, w, 3)
         if self._host_frames is None or tuple(self._host_frames.shape) != shape:
             self._host_frames = torch.empty(shape, dtype=torch.uint8).pin_memory()
-        # Safe to overwrite: the previous step's upload finished before its actions were read back.
+        # Safe to overwrite: _launch waited for the previous step (and so for its upload) first.
         preprocess_batch(obs_list, (h, w), out=self._host_frames.numpy())
         return self._host_frames
 

@@ -62,8 +62,8 @@ class EvalConfig:
     num_envs: int = field(default=1, metadata=_opt("env processes in parallel", short="-k", minimum=1, metavar="K"))
     pipeline: Optional[int] = field(default=None, metadata=_opt(
         "split the K envs into G groups, each with its own policy memory, so that one group's policy forward "
-        "overlaps the other groups' env steps (default: 2 when the policy runs on a GPU, else 1 = lock-step: on a CPU "
-        "the policy and the envs share the cores, and smaller batches cost more per frame)", minimum=1, metavar="G"))
+        "overlaps the other groups' env steps (default: 1 = lock-step; see docs/evaluation.md before raising it)",
+        minimum=1, metavar="G"))
     deterministic: bool = field(default=False, metadata=_opt("argmax actions instead of sampling"))
     seed: int = field(default=0, metadata=_opt("episode i uses env seed S+i; also seeds action sampling",
                                                minimum=0, metavar="S"))
@@ -155,9 +155,13 @@ def env_spec(config: EvalConfig, frame_size: Optional[Tuple[int, int]] = None) -
     return EnvSpec(config.env, dict(config.env_kwargs), config.max_steps, frame_size, protocol)
 
 
-def pipeline_groups(config: EvalConfig, num_envs: int, policy_on_gpu: bool) -> int:
-    """G: ``--pipeline``, else 2 when the policy runs on a GPU (and 1 on a CPU); never more than the envs."""
-    default = 2 if policy_on_gpu else 1
+def pipeline_groups(config: EvalConfig, num_envs: int) -> int:
+    """G: ``--pipeline``, else 1 (lock-step); never more than the envs.
+
+    Pipelining stays opt-in: the one GPU benchmark of the asynchronous loop with G >= 2 (an H200, 2026-11-26)
+    stalled, and no GPU time was left to find out why (see docs/evaluation.md); G = 1 was measured there.
+    """
+    default = 1
     return max(1, min(config.pipeline or default, num_envs))
 
 

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..action_mapping import JointAction
 from .records import CRASHED, EpisodeRecord, EpisodeTask
 from .rollout import Action, RolloutListener
 from .workers import Transition
@@ -69,6 +70,8 @@ class EpisodeRecorder(RolloutListener):
         writer = self._writers.get(task.index)
         if writer is None:
             return
+        if isinstance(action, JointAction):
+            action = action.to_env()
         try:
             writer.write(self._pending.pop(task.index), action, extra={"reward": float(obs.reward)})
         except Exception as err:

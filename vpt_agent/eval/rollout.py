@@ -1,24 +1,31 @@
 """The evaluation loop: K env workers in G pipelined groups, batched policy forwards, crash retries.
 
-:class:`Rollout` hands episode tasks (index, seed, attempt) to free workers, gathers each step's frames, calls
+:class:`Rollout` hands episode tasks (index, seed, attempt) to free workers, gathers each step's frames, runs
 the policy once per group of envs (``first[i]`` marks env i's episode start so its recurrent memory is cleared),
 sends the actions back, and reports every observation, step and finished or crashed episode to its listeners.
 A crashed worker is killed and replaced, and its episode is queued again with the same seed until
 ``max_retries`` retries are used up.
 
-Pipelining: the K workers are split into G groups, each with its own policy (own recurrent memory). The loop
-visits the groups in turn: collect the group's step replies, run its forward, send its actions. While one group's
-forward runs, the other groups' envs are stepping, so neither the policy nor the envs wait for each other as
-they do in lock-step (G = 1). Each env's actions depend only on its own frames and memory, so with
-deterministic actions the results are the same for any K and G.
+Pipelining: the K workers are split into G groups, each with its own policy (own recurrent memory). Nothing in
+the loop blocks: it polls, and moves each group on as soon as it can::
+
+    group waiting for its envs --(all of its step replies are in)--> submit(frames) --> forward on the device
+        ^                                                                                   |
+        +---------------- send each env its action <--(the forward is done: collect)-------+
+
+While one group's forward runs on the GPU (on its agent's own CUDA stream, so forwards of several groups can
+overlap too), the driver keeps collecting the other groups' replies and sending their actions. Each env's
+actions depend only on its own frames and memory, so with deterministic actions the results are the same for
+any K and G.
 """
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -31,13 +38,51 @@ logger = logging.getLogger(__name__)
 Action = Dict[str, Any]
 
 
-class Policy(Protocol):
-    """``policy(frames, first)`` -> one action per frame; ``first[i]``: frame i starts an episode.
+class Pending(Protocol):
+    """A policy step in progress."""
 
-    ``frames`` is (B, H, W, 3) uint8 with B fixed per policy; row i always belongs to the same env slot.
+    def ready(self) -> bool:
+        """Whether :meth:`result` would return without waiting."""
+
+    def result(self) -> Sequence[Action]:
+        """One action per frame (waits if needed)."""
+
+
+class Policy(Protocol):
+    """``policy.submit(frames, first)`` starts a step and returns its :class:`Pending` actions.
+
+    ``frames`` is (B, H, W, 3) uint8 with B fixed per policy; row i always belongs to the same env slot;
+    ``first[i]``: frame i starts an episode. A plain callable ``policy(frames, first) -> actions`` works too
+    (:func:`as_policy`): its step is done when the call returns.
     """
 
-    def __call__(self, frames: np.ndarray, first: np.ndarray) -> List[Action]: ...
+    def submit(self, frames: np.ndarray, first: np.ndarray) -> Pending: ...
+
+
+class _Done:
+    """A finished step (what a plain callable policy returns)."""
+
+    def __init__(self, actions: Sequence[Action]):
+        self.actions = actions
+
+    def ready(self) -> bool:
+        return True
+
+    def result(self) -> Sequence[Action]:
+        return self.actions
+
+
+class _CallPolicy:
+    def __init__(self, fn: Callable[[np.ndarray, np.ndarray], Sequence[Action]]):
+        self.fn = fn
+
+    def submit(self, frames: np.ndarray, first: np.ndarray) -> Pending:
+        return _Done(self.fn(frames, first))
+
+
+def as_policy(policy: Any) -> Policy:
+    """``policy`` if it has ``submit``, else a plain callable wrapped as a :class:`Policy`."""
+    return policy if hasattr(policy, "submit") else _CallPolicy(policy)
 
 
 WorkerFactory = Callable[[int], EnvWorker]  # slot id -> a started worker
@@ -70,7 +115,7 @@ class RolloutStats:
 
     env_steps: int = 0
     agent_frames: int = 0
-    agent_time: float = 0.0
+    agent_time: float = 0.0  # time with at least one policy step in progress (overlapping steps count once)
     forwards: int = 0
     start: float = 0.0
     first_forward: Optional[float] = None  # when the first forward began: worker start-up and first resets before
@@ -92,6 +137,10 @@ class RolloutStats:
         }
 
 
+ACT = "act"  # a slot's phase while its frame is in a policy step
+STALL_WARNING_S = 60.0  # log a warning after this long without progress (and again every such interval)
+
+
 class _Slot:
     """A worker, the episode it is running and that episode's ledger (return, length, start time)."""
 
@@ -99,7 +148,7 @@ class _Slot:
         self.id = slot_id
         self.worker = worker
         self.task: Optional[EpisodeTask] = None
-        self.phase: Optional[str] = None  # RESET / STEP while a request is outstanding
+        self.phase: Optional[str] = None  # RESET / STEP while a worker request is outstanding, ACT in a policy step
         self.obs: Optional[Transition] = None  # the observation awaiting an action
         self.action: Optional[Action] = None  # the action of the outstanding step
         self.first = False
@@ -126,7 +175,8 @@ class _Slot:
 
     @property
     def waiting(self) -> bool:
-        return self.phase is not None
+        """A worker request is outstanding."""
+        return self.phase in (RESET, STEP)
 
     @property
     def ready(self) -> bool:
@@ -160,7 +210,15 @@ class Rollout:
         if not policies:
             raise ValueError("at least one policy is needed")
         self.groups = split_groups(num_envs, len(policies))
-        self.policies = list(policies)[:len(self.groups)]
+        self.policies = [as_policy(policy) for policy in list(policies)[:len(self.groups)]]
+        # per group: the policy step in progress, the (batch position, slot) pairs it acts for, its sequence number
+        self.inflight: List[Optional[Tuple[Pending, List[Tuple[int, _Slot]], int]]] = [None] * len(self.groups)
+        self._submitted = 0  # policy steps submitted so far
+        self._last_move = time.perf_counter()  # when the loop last made progress
+        self._next_stall_warning = STALL_WARNING_S
+        self._busy_since = 0.0  # when the policy last went from idle to busy
+        self._poller = select.poll()  # the pipes of local workers with a request outstanding
+        self._watched: Dict[int, int] = {}  # slot id -> its worker's fd in _poller
         self.make_worker = make_worker
         self.num_envs = num_envs
         self.queue: Deque[EpisodeTask] = deque(tasks)
@@ -175,44 +233,95 @@ class Rollout:
 
     def run(self) -> RolloutStats:
         """Run until every task finished or gave up. Workers are always shut down on exit."""
-        self.stats.start = time.perf_counter()
+        self.stats.start = self._last_move = time.perf_counter()
         try:
             self.slots = [_Slot(i, self.make_worker(i)) for i in range(self.num_envs)]
             while self.queue or any(slot.task is not None for slot in self.slots):
-                acted = False
-                for policy, group in zip(self.policies, self.groups):
-                    members = [self.slots[i] for i in group]
-                    self._advance(members)
-                    ready = [slot for slot in members if slot.ready]
-                    if ready:
-                        self._act(policy, members, ready)
-                        acted = True
-                if not acted and any(slot.waiting for slot in self.slots):
-                    time.sleep(0.002)  # only resets are outstanding: wait for the first to finish
+                moved = self._start_episodes()
+                for g in range(len(self.groups)):
+                    moved = self._advance_group(g) or moved
+                for slot in self.slots:
+                    if slot.phase == RESET and slot.worker.poll():
+                        self._collect(slot)
+                        moved = True
+                if moved:
+                    self._last_move = time.perf_counter()
+                else:
+                    self._idle()
         finally:
             self._shutdown()
         return self.stats
 
     # ------------------------------------------------------------------ phases of one step
 
-    def _advance(self, members: List[_Slot]) -> None:
-        """Start episodes on idle slots, collect the step replies of ``members`` and any finished resets.
-
-        Step replies are awaited (they are quick); resets (which may launch Minecraft and take minutes) are only
-        collected once they are done, so the other envs keep stepping meanwhile.
-        """
-        while True:
+    def _start_episodes(self) -> bool:
+        """Start queued episodes on idle slots (a crash at reset frees its slot again, so loop)."""
+        started = False
+        while self.queue and any(slot.task is None for slot in self.slots):
             for slot in self.slots:
                 if slot.task is None and self.queue:
                     self._start_episode(slot, self.queue.popleft())
-            for slot in members:
-                if slot.phase == STEP:
-                    self._collect(slot)
-            for slot in self.slots:
-                if slot.phase == RESET and slot.worker.poll():
-                    self._collect(slot)
-            if not (self.queue and any(slot.task is None for slot in self.slots)):
-                return
+                    started = True
+        return started
+
+    def _advance_group(self, g: int) -> bool:
+        """Move group ``g`` on without blocking: finish its policy step, collect replies, or start its next step."""
+        moved = False
+        if self.inflight[g] is not None:
+            pending, submitted, _ = self.inflight[g]
+            if not pending.ready():
+                return False
+            self.inflight[g] = None
+            self._send_actions(pending, submitted)
+            moved = True
+        members = [self.slots[i] for i in self.groups[g]]
+        for slot in members:
+            if slot.phase == STEP and slot.worker.poll():
+                self._collect(slot)
+                moved = True
+        if any(slot.phase == STEP for slot in members):
+            return moved  # the group steps together: wait for the rest of its replies
+        ready = [slot for slot in members if slot.ready]
+        if ready:
+            self._submit_group(g, members, ready)
+            moved = True
+        return moved
+
+    def _idle(self) -> None:
+        """Nothing moved: wait for something to happen instead of spinning on the CPU.
+
+        With only policy steps in progress, block on the oldest one. Otherwise wait on the workers' pipes (or
+        sleep, for workers without one), briefly while a policy step is in progress, since its end cannot be
+        waited for together with the pipes.
+        """
+        busy = [g for g, item in enumerate(self.inflight) if item is not None]
+        waiting = sum(1 for slot in self.slots if slot.waiting)
+        if busy and not waiting:
+            g = min(busy, key=lambda group: self.inflight[group][2])  # the first submitted
+            pending, submitted, _ = self.inflight[g]
+            self.inflight[g] = None
+            self._send_actions(pending, submitted)
+            return
+        if waiting and waiting == len(self._watched):  # every outstanding request has a pipe to wait on
+            self._poller.poll(0.2 if busy else 10.0)  # milliseconds
+        else:
+            time.sleep(0.0002 if busy else 0.001)
+        stalled = time.perf_counter() - self._last_move
+        if stalled > self._next_stall_warning:  # e.g. a hung env that has not hit its timeout yet
+            self._next_stall_warning += STALL_WARNING_S
+            phases = sorted({str(slot.phase) for slot in self.slots if slot.task is not None})
+            logger.warning("no progress for %.0f s: %d env requests outstanding (slot phases: %s), %d policy steps "
+                           "in progress", stalled, waiting, ", ".join(phases), len(busy))
+
+    def _watch(self, slot: _Slot, on: bool) -> None:
+        """Add (remove) ``slot``'s worker pipe to (from) the pipes :meth:`_idle` waits on, if it has one."""
+        fd = self._watched.pop(slot.id, None)
+        if fd is not None:
+            self._poller.unregister(fd)
+        fileno = getattr(slot.worker, "fileno", None)
+        if on and fileno is not None:
+            self._watched[slot.id] = fd = fileno()
+            self._poller.register(fd, select.POLLIN)
 
     def _start_episode(self, slot: _Slot, task: EpisodeTask) -> None:
         slot.begin(task)
@@ -227,9 +336,12 @@ class Rollout:
         except WorkerFailed as err:
             slot.phase = None
             self._crash(slot, err)
+            return
+        self._watch(slot, True)
 
     def _collect(self, slot: _Slot) -> None:
         phase, slot.phase = slot.phase, None
+        self._watch(slot, False)
         try:
             obs = slot.worker.result()
         except WorkerFailed as err:
@@ -249,22 +361,34 @@ class Rollout:
         else:
             slot.obs = obs
 
-    def _act(self, policy: Policy, members: List[_Slot], ready: List[_Slot]) -> None:
-        """One forward for a group: its ready slots' frames, padding (``first=True``) for the others."""
+    def _submit_group(self, g: int, members: List[_Slot], ready: List[_Slot]) -> None:
+        """Start group ``g``'s policy step: its ready slots' frames, padding (``first=True``) for the others."""
         pad = ready[0].obs.frame
         frames = np.stack([slot.obs.frame if slot.ready else pad for slot in members])
         first = np.array([slot.first if slot.ready else True for slot in members])
-        start = time.perf_counter()
+        started = time.perf_counter()
         if self.stats.first_forward is None:
-            self.stats.first_forward = start
-        actions = policy(frames, first)
-        self.stats.agent_time += time.perf_counter() - start
-        self.stats.agent_frames += len(ready)
-        self.stats.forwards += 1
+            self.stats.first_forward = started
+        if all(item is None for item in self.inflight):
+            self._busy_since = started
+        pending = self.policies[g].submit(frames, first)
+        submitted = []
         for position, slot in enumerate(members):
             if slot.ready:
-                slot.first, slot.obs, slot.action = False, None, actions[position]
-                self._submit(slot, STEP, slot.action, self.step_timeout)
+                slot.first, slot.obs, slot.phase = False, None, ACT
+                submitted.append((position, slot))
+        self._submitted += 1
+        self.inflight[g] = (pending, submitted, self._submitted)
+
+    def _send_actions(self, pending: Pending, submitted: List[Tuple[int, _Slot]]) -> None:
+        actions = pending.result()
+        if all(item is None for item in self.inflight):  # the last step in progress: close the busy interval
+            self.stats.agent_time += time.perf_counter() - self._busy_since
+        self.stats.agent_frames += len(submitted)
+        self.stats.forwards += 1
+        for position, slot in submitted:
+            slot.phase, slot.action = None, actions[position]
+            self._submit(slot, STEP, slot.action, self.step_timeout)
 
     # ------------------------------------------------------------------ episode ends
 
@@ -298,6 +422,7 @@ class Rollout:
             listener.on_episode_end(task, record)
 
     def _replace_worker(self, slot: _Slot) -> None:
+        self._watch(slot, False)
         try:
             slot.worker.kill()
         except Exception as err:  # a broken worker must not stop the run

@@ -16,6 +16,9 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
+import numpy as np
+
+from ..action_mapping import JointAction
 from . import report
 from .config import (EMBEDDED_ENV, MINERL_ENV, EvalConfig, EvalError, config_from_mapping, env_spec, pipeline_groups,
                      validate)
@@ -79,13 +82,32 @@ def _load_agent(config: EvalConfig):
         raise EvalError(f"cannot load the agent: {type(err).__name__}: {text}") from None
 
 
-def agent_policy(agent: Any, deterministic: bool) -> Policy:
+class AgentPolicy:
     """The rollout's view of a ``VPTAgent``: frames (already at the model's input size) and first flags in,
-    MineRL actions out."""
-    def policy(frames, first):
-        return agent.get_actions([{"pov": frame} for frame in frames], first, deterministic=deterministic)
+    :class:`~vpt_agent.action_mapping.JointAction` s out (two ints per env; the workers map them to MineRL dicts).
 
-    return policy
+    :meth:`submit` returns at once on CUDA (the step runs on the agent's stream), so the rollout can serve
+    other groups meanwhile.
+    """
+
+    def __init__(self, agent: Any, deterministic: bool):
+        self.agent = agent
+        self.deterministic = deterministic
+
+    def submit(self, frames: np.ndarray, first: np.ndarray) -> "_JointActions":
+        return _JointActions(self.agent.submit([{"pov": frame} for frame in frames], first, self.deterministic))
+
+
+class _JointActions:
+    def __init__(self, pending: Any):
+        self.pending = pending
+
+    def ready(self) -> bool:
+        return self.pending.ready()
+
+    def result(self) -> List[JointAction]:
+        buttons, camera = self.pending.joint()
+        return [JointAction(b, c) for b, c in zip(buttons.tolist(), camera.tolist())]
 
 
 def group_policies(agent: Any, groups: int, config: EvalConfig) -> List[Policy]:
@@ -93,7 +115,7 @@ def group_policies(agent: Any, groups: int, config: EvalConfig) -> List[Policy]:
     sampling generator (group g seeded with ``seed + g``; group 0 is ``agent`` itself)."""
     agents = [agent] + [type(agent)(agent.policy, device=agent.device, dtype=agent.dtype, seed=config.seed + g)
                         for g in range(1, groups)]
-    return [agent_policy(member, config.deterministic) for member in agents]
+    return [AgentPolicy(member, config.deterministic) for member in agents]
 
 
 # ----------------------------------------------------------------------------- signals and Ray
@@ -282,7 +304,7 @@ def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTas
     listeners: List[RolloutListener] = [*([video] if video else []), *([recorder] if recorder else []),
                                         _LogWriter(log, is_smoke_test(config)), progress]
     num_envs = min(config.num_envs, len(tasks))
-    policies = group_policies(agent, pipeline_groups(config, num_envs, agent.device.type == "cuda"), config)
+    policies = group_policies(agent, pipeline_groups(config, num_envs), config)
     spec = env_spec(config, frame_size=tuple(agent.config.img_shape[:2]))
     rollout = Rollout(policies, _worker_factory(config, spec), num_envs, tasks, listeners,
                       max_retries=config.max_retries, step_timeout=config.step_timeout,

@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
+from ..action_mapping import JointAction
 from ..errors import VPTError
 from .records import EpisodeEnd
 
@@ -220,12 +222,15 @@ class EnvRunner:
         self.full_frames = request.full_frames
         return self._transition(obs)
 
-    def step(self, action: Dict[str, Any]) -> Transition:
-        """One env step; the reply carries the :class:`EpisodeEnd` when the episode is over."""
+    def step(self, action: Any) -> Transition:
+        """One env step (a MineRL action dict, or a :class:`~vpt_agent.action_mapping.JointAction`); the reply
+        carries the :class:`EpisodeEnd` when the episode is over."""
         if not self.running:
             from gymnasium.error import ResetNeeded
 
             raise ResetNeeded("step before reset, or after the episode ended")
+        if isinstance(action, JointAction):
+            action = action.to_env()
         start = time.perf_counter()
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.env_time += time.perf_counter() - start
@@ -370,6 +375,14 @@ class LocalWorker:
             child.close()  # the driver must not hold the child's end, or it would never see EOF
         self._conn.send(asdict(spec))
         self._deadline = _Deadline()
+        # One poll object for the worker's life: asking "is a reply there?" is then one cheap syscall
+        # (Connection.poll builds and tears down a selector on every call, ~20x the cost).
+        self._poller = select.poll()
+        self._poller.register(self._conn.fileno(), select.POLLIN)
+
+    def fileno(self) -> int:
+        """The driver's end of the socket pair (readable when a reply, or the worker's death, is there)."""
+        return self._conn.fileno()
 
     def submit(self, command: str, argument: Any, timeout: float) -> None:
         self._deadline.start(timeout)
@@ -379,18 +392,17 @@ class LocalWorker:
             raise WorkerFailed(f"worker process died ({self._exit_text()}): {err}") from None
 
     def poll(self) -> bool:
-        if self._deadline.passed():
-            return True
+        return self._deadline.passed() or self._readable(0.0)
+
+    def _readable(self, timeout: float) -> bool:
+        """Whether a reply (or EOF/error) is there within ``timeout`` seconds."""
         try:
-            return self._conn.poll(0)
-        except (EOFError, OSError):
+            return bool(self._poller.poll(math.ceil(timeout * 1000)))
+        except (OSError, ValueError):  # a closed connection: result() reports the death
             return True
 
     def result(self) -> Transition:
-        try:
-            ready = self._conn.poll(self._deadline.remaining())
-        except (EOFError, OSError):
-            ready = True
+        ready = self._readable(self._deadline.remaining())
         if not ready:
             self.kill()
             raise WorkerFailed(f"env hung: no reply within {self._deadline.timeout:g}s (worker killed)")
