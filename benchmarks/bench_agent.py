@@ -114,7 +114,13 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
     agent = build_ours(size, device, dtype, cuda_graph=graph if device == "cuda" else None)
-    obs = [{"pov": f} for f in frames(16)]
+    povs = frames(16)
+    if os.environ.get("BENCH_FRAMES") == "model":  # frames resized where they are produced (the runner's workers)
+        import cv2
+
+        h, w = agent.config.img_shape[:2]
+        povs = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in povs]
+    obs = [{"pov": f} for f in povs]
     batches = [[obs[(t + i) % len(obs)] for i in range(batch)] for t in range(len(obs))]
     _reset_peak_mem(device)
     start = time.perf_counter()
@@ -145,12 +151,13 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
                 _sync(device)
             fwd_ms = 1000 * (time.perf_counter() - start) / steps
     return dict(impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
+                frames=f"{povs[0].shape[0]}x{povs[0].shape[1]}",
                 graph=bool(agent.cuda_graph), ms_per_step=1000 * elapsed / steps,
                 ms_per_frame=1000 * elapsed / steps / batch, frames_per_s=steps * batch / elapsed,
                 fwd_ms=fwd_ms, prep_ms=1000 * prep_s / steps, first_step_s=first_step_s, peak_mem_mb=peak)
 
 
-def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any]:
+def run_official(path: str, size: str, steps: int, warmup: int, device: str = "cpu") -> Dict[str, Any]:
     """Time the official MineRLAgent.get_action path (B=1, fp32) and compare its argmax actions with ours."""
     import types
 
@@ -169,15 +176,15 @@ def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any
     import agent as official  # noqa: E402  (the official agent.py)
 
     official.validate_env = lambda env: None
-    off = official.MineRLAgent(None, device="cpu", policy_kwargs=net_kwargs(size), pi_head_kwargs={"temperature": 2.0})
+    off = official.MineRLAgent(None, device=device, policy_kwargs=net_kwargs(size), pi_head_kwargs={"temperature": 2.0})
     off.policy.load_state_dict(synthetic_state_dict(size), strict=False)
     off.reset()
     obs = [{"pov": f} for f in frames(16)]
     # Ours at B=1 and B=8 is timed in the same loop, step for step between the official steps, so that the
     # load of a shared machine hits all of them alike (peak RSS is then the process's, not per agent).
-    ours = {b: build_ours(size, "cpu", "float32") for b in (1, 8)}
+    ours = {b: build_ours(size, device, "float32") for b in (1, 8)}
     batch8 = [[obs[(t + i) % len(obs)] for i in range(8)] for t in range(len(obs))]
-    _reset_peak_mem("cpu")
+    _reset_peak_mem(device)
     for t in range(warmup):
         off.get_action(obs[t % len(obs)])
         ours[1].get_action(obs[t % len(obs)])
@@ -190,7 +197,7 @@ def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any
             start = time.perf_counter()
             step()
             elapsed[key] += time.perf_counter() - start
-    peak_mb = _peak_mem_mb("cpu")
+    peak_mb = _peak_mem_mb(device)
     # identical actions: deterministic rollouts of both implementations on the same frames
     off.reset()
     ours[1].reset()
@@ -201,11 +208,11 @@ def run_official(path: str, size: str, steps: int, warmup: int) -> Dict[str, Any
         ac, off.hidden_state, _ = off.policy.act(inp, off._dummy_first, off.hidden_state, stochastic=False)
         st = ours[1].act([obs[t % len(obs)]], [t == 0], deterministic=True)
         same += int(int(ac["buttons"][0, 0]) == st.buttons[0] and int(ac["camera"][0, 0]) == st.camera[0])
-    paired = [dict(impl="ours-pair", size=size, batch=b, dtype="float32", device="cpu", steps=steps,
+    paired = [dict(impl="ours-pair", size=size, batch=b, dtype="float32", device=device, steps=steps,
                    ms_per_step=1000 * elapsed[b] / steps, ms_per_frame=1000 * elapsed[b] / steps / b,
                    frames_per_s=steps * b / elapsed[b], peak_mem_mb=peak_mb) for b in (1, 8)]
     t_off = elapsed["official"]
-    return dict(impl="official", size=size, batch=1, dtype="float32", device="cpu", steps=steps,
+    return dict(impl="official", size=size, batch=1, dtype="float32", device=device, steps=steps,
                 ms_per_step=1000 * t_off / steps, ms_per_frame=1000 * t_off / steps,
                 frames_per_s=steps / t_off, peak_mem_mb=peak_mb, identical_actions=f"{same}/{n_cmp}",
                 speedup_b1=t_off / elapsed[1], speedup_per_frame_b8=8 * t_off / elapsed[8], paired=paired)
@@ -309,7 +316,7 @@ def _fmt(x: Any, spec: str) -> str:
 
 def _table(rows: List[Dict[str, Any]]) -> str:
     head = (f"{'impl':10} {'size':4} {'dev':4} {'dtype':8} {'graph':5} {'B':>4} {'ms/step':>8} {'ms/frame':>8} "
-            f"{'frames/s':>9} {'fwd ms':>7} {'prep ms':>7} {'peak MB':>8}")
+            f"{'frames/s':>9} {'fwd ms':>7} {'prep ms':>7} {'peak MB':>8} {'obs':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["impl"] == "agreement":
@@ -331,7 +338,7 @@ def _table(rows: List[Dict[str, Any]]) -> str:
         lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {r['dtype']:8} {graph:5} {r['batch']:>4} "
                      f"{r['ms_per_step']:8.2f} {r['ms_per_frame']:8.3f} {r['frames_per_s']:9.1f} "
                      f"{_fmt(r.get('fwd_ms'), '7.2f')} {_fmt(r.get('prep_ms'), '7.2f')} "
-                     f"{r['peak_mem_mb']:8.0f}{extra}")
+                     f"{r['peak_mem_mb']:8.0f} {r.get('frames', '-'):>7}{extra}")
     return "\n".join(lines)
 
 
@@ -346,17 +353,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--official", default=None, help="path to an official Video-Pre-Training checkout to compare")
+    p.add_argument("--official-only", action="store_true", help="with --official: skip our own rows")
     p.add_argument("--agreement", type=int, default=0, help="bf16/fp32 agreement rollout length (0: skip)")
     p.add_argument("--record", default=None, metavar="NPZ",
                    help="record CPU fp32 argmax actions (--record-steps) of each size to NPZ, for --tf32")
     p.add_argument("--record-steps", type=int, default=149)
     p.add_argument("--tf32", default=None, metavar="NPZ",
                    help="on CUDA: compare fp32 actions with/without TF32 against the actions recorded in NPZ")
+    p.add_argument("--frames", choices=("full", "model"), default=None,
+                   help="observation size: full 360x640 frames (default; the agent resizes them) or frames already "
+                        "at the model's input size (resized where they are produced, as the evaluator's workers do)")
     p.add_argument("--json", default=None, help="write all results to this JSON file (rewritten after each row)")
     p.add_argument("--in-process", action="store_true",
                    help="run the cases in this process instead of one subprocess each (CPU peak RSS then accumulates)")
     p.add_argument("--case", nargs=5, metavar=("SIZE", "BATCH", "DTYPE", "DEVICE", "GRAPH"), help=argparse.SUPPRESS)
-    p.add_argument("--official-case", nargs=2, metavar=("PATH", "SIZE"), help=argparse.SUPPRESS)
+    p.add_argument("--official-case", nargs=3, metavar=("PATH", "SIZE", "DEVICE"), help=argparse.SUPPRESS)
     p.add_argument("--agreement-case", nargs=3, metavar=("SIZE", "DEVICE", "STEPS"), help=argparse.SUPPRESS)
     p.add_argument("--record-case", nargs=3, metavar=("SIZE", "STEPS", "PATH"), help=argparse.SUPPRESS)
     p.add_argument("--tf32-case", nargs=2, metavar=("SIZE", "PATH"), help=argparse.SUPPRESS)
@@ -369,7 +380,7 @@ def _child_result(a: argparse.Namespace) -> Dict[str, Any] | None:
         size, batch, dtype, device, graph = a.case
         return run_case(size, int(batch), dtype, device, a.steps, a.warmup, graph == "on")
     if a.official_case:
-        return run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup)
+        return run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup, a.official_case[2])
     if a.agreement_case:
         size, device, steps = a.agreement_case
         return run_agreement(size, device, int(steps))
@@ -401,6 +412,8 @@ def main(argv: List[str] | None = None) -> None:
         print(json.dumps(result))
         return
     IN_PROCESS = a.in_process
+    if a.frames:
+        os.environ["BENCH_FRAMES"] = a.frames  # read by the cases (here or in their subprocesses)
 
     import torch
 
@@ -413,15 +426,15 @@ def main(argv: List[str] | None = None) -> None:
         if a.record:
             rows.append(_subprocess(["--record-case", size, str(a.record_steps), a.record]))
             _report(rows, machine, a.json)
-        if a.official:
-            off = _subprocess(["--official-case", a.official, size, *common])
+        for device in devices if a.official else ():
+            off = _subprocess(["--official-case", a.official, size, device, *common])
             for r in [off, *off.pop("paired", [])]:
                 rows.append(r)
                 _report(rows, machine, a.json)
             if "speedup_b1" in off:
-                print(f"ours vs official, same loop: {off['speedup_b1']:.2f}x at B=1, "
+                print(f"ours vs official on {device}, same loop: {off['speedup_b1']:.2f}x at B=1, "
                       f"{off['speedup_per_frame_b8']:.2f}x per frame at B=8", flush=True)
-        for device in devices:
+        for device in devices if not a.official_only else ():
             graphs = a.cuda_graph if device == "cuda" else ["off"]
             for dtype in a.dtypes:
                 for b in a.batch:

@@ -19,10 +19,12 @@ skips settings that would start after S seconds.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import pickle
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -99,6 +101,7 @@ def main() -> None:
     p.add_argument("--time-budget", type=float, default=110.0, help="seconds; later settings are skipped")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `timeout -s USR1`: show where a stuck run is
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_eval-") as tmp:
         tmp = Path(tmp)
