@@ -123,3 +123,18 @@ def test_channels_last_group_norm_equals_torch(groups, affine):
     ours = (group_norm_channels_last(xb, groups, wb, bb, 1e-5).float() - want).abs().max()
     torchs = (F.group_norm(xb, groups, wb, bb, 1e-5).float() - want).abs().max()
     assert ours <= 2 * torchs + 1e-2
+
+
+def test_cpu_encoder_chunks_equal_one_call(monkeypatch):
+    """On a CPU the image encoder runs in chunks of CPU_ENCODE_CHUNK frames; the features equal one big call."""
+    from vpt_agent import policy as policy_module
+
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu")
+    frames = _frames(agent, range(9), 0)
+    with torch.inference_mode():
+        chunked = agent.policy.net.encode(frames)
+        monkeypatch.setattr(policy_module, "CPU_ENCODE_CHUNK", 64)
+        whole = agent.policy.net.encode(frames)
+    assert policy_module.CPU_ENCODE_CHUNK == 64 and chunked.shape == whole.shape == (9, agent.config.hidsize)
+    # oneDNN picks its conv algorithm by batch size: float32 summation order differs (~2e-5 on these weights)
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-4)
