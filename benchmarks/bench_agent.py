@@ -209,6 +209,7 @@ def run_official(path: str, size: str, steps: int, warmup: int, device: str = "c
         st = ours[1].act([obs[t % len(obs)]], [t == 0], deterministic=True)
         same += int(int(ac["buttons"][0, 0]) == st.buttons[0] and int(ac["camera"][0, 0]) == st.camera[0])
     paired = [dict(impl="ours-pair", size=size, batch=b, dtype="float32", device=device, steps=steps,
+                   graph=bool(ours[b].cuda_graph),
                    ms_per_step=1000 * elapsed[b] / steps, ms_per_frame=1000 * elapsed[b] / steps / b,
                    frames_per_s=steps * b / elapsed[b], peak_mem_mb=peak_mb) for b in (1, 8)]
     t_off = elapsed["official"]

@@ -140,3 +140,21 @@ def test_overlapping_steps_of_two_agents_equal_sequential_steps():
             for (buttons, camera), agent, o, f in zip(got, plain, obs, first):
                 want = agent.act(o, f, deterministic=t % 2 == 0)
                 assert np.array_equal(buttons, want.buttons) and np.array_equal(camera, want.camera), t
+
+
+def test_engines_capture_on_their_own_streams_and_overlap_with_a_shared_network():
+    """The evaluator's groups: agents sharing one network, each graph captured on its own stream (a shared
+    capture stream would give all graphs one cuBLAS workspace), steps overlapping, same actions as one agent."""
+    with no_tf32():
+        first = _agent(seed=3)
+        second = VPTAgent(first.policy, device="cuda", seed=3)
+        alone = _agent(seed=3)
+        for t in range(6):
+            obs = [{"pov": make_obs(60 + i, t)} for i in range(3)]
+            pending = [agent.submit(obs, [t == 0] * 3, deterministic=True) for agent in (first, second)]
+            got = [p.joint() for p in pending]
+            want = alone.act(obs, [t == 0] * 3, deterministic=True)
+            for buttons, camera in got:
+                assert np.array_equal(buttons, want.buttons) and np.array_equal(camera, want.camera), t
+    streams = {agent._engine._capture_stream.cuda_stream for agent in (first, second, alone)}
+    assert len(streams) == 3

@@ -88,6 +88,7 @@ class StepEngine:
         self.frames = torch.zeros(B, h, w, 3, dtype=torch.uint8, device=dev)  # static inputs (graph mode)
         self.first = torch.zeros(B, dtype=torch.bool, device=dev)
         self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self._capture_stream: Optional[torch.cuda.Stream] = None
         self._out: Optional[StepOutput] = None
         self.capture_s = 0.0
         if cuda_graph:
@@ -152,7 +153,13 @@ class StepEngine:
 
     # ------------------------------------------------------------------ CUDA graph
     def _capture(self) -> None:
-        """Warm up on a side stream (kernel selection, workspaces), capture one step, then clear the memory."""
+        """Warm up on a side stream (kernel selection, workspaces), capture one step on it, then clear the memory.
+
+        Each engine captures on its own stream: PyTorch keys cuBLAS workspaces by stream, so graphs captured on one
+        shared stream (``torch.cuda.graph``'s default) embed the same workspace. Replayed at the same time (the
+        evaluator's pipelined groups, each on its agent's stream) they would race on it, and destroying one such
+        graph frees the workspace the others still use (pytorch/pytorch#193402).
+        """
         start = time.perf_counter()
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -161,9 +168,9 @@ class StepEngine:
                 self._step(self.frames, self.first)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side):
             self._out = self._step(self.frames, self.first)
-        self.graph = graph
+        self.graph, self._capture_stream = graph, side  # the stream stays with the graph (see above)
         self.reset()
         torch.cuda.synchronize(self.device)
         self.capture_s = time.perf_counter() - start

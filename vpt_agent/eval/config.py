@@ -159,7 +159,9 @@ def pipeline_groups(config: EvalConfig, num_envs: int) -> int:
     """G: ``--pipeline``, else 1 (lock-step); never more than the envs.
 
     Pipelining stays opt-in: the one GPU benchmark of the asynchronous loop with G >= 2 (an H200, 2026-11-26)
-    stalled, and no GPU time was left to find out why (see docs/evaluation.md); G = 1 was measured there.
+    stalled on a GPU step that never finished (likely the shared cuBLAS workspace of graphs captured on one
+    stream, since fixed in ``inference.StepEngine``), and no GPU time was left to confirm the fix (see
+    docs/evaluation.md); G = 1 was measured there.
     """
     default = 1
     return max(1, min(config.pipeline or default, num_envs))
