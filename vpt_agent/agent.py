@@ -79,6 +79,7 @@ class PendingActions:
         return self._event is None or self._event.query()
 
     def wait(self) -> None:
+        """Block until the device has finished the step."""
         if self._event is not None:
             self._event.synchronize()
             self._event = None
@@ -163,6 +164,8 @@ class VPTAgent:
     def load_weights(self, path: PathLike, allow_missing: bool = False) -> LoadReport:
         """Load weights into :attr:`policy`; returns a :class:`LoadReport`. Resets the memory."""
         sd = read_state_dict(path)
+        if self._pending is not None:  # a submitted step may still be reading the parameters
+            self._pending.wait()
         report = load_state_dict(self.policy, sd, allow_missing=allow_missing, source=str(path))
         self.reset()
         return report
@@ -208,7 +211,8 @@ class VPTAgent:
         The frames are pre-processed on the host now; on CUDA the forward pass, the sampling and the copy of the
         actions to the host are queued on the agent's stream, and the call returns at once. Read the actions from
         the returned :class:`PendingActions` before submitting this agent's next step (a new submit waits for the
-        previous one first).
+        previous one first), and do not change the policy's parameters in place while a step is pending
+        (:meth:`load_weights` waits for it).
         """
         with self._on_stream():
             ids, _, _ = self._launch(obs_list, first, deterministic)
