@@ -138,3 +138,22 @@ def test_cpu_encoder_chunks_equal_one_call(monkeypatch):
     assert policy_module.CPU_ENCODE_CHUNK == 64 and chunked.shape == whole.shape == (9, agent.config.hidsize)
     # oneDNN picks its conv algorithm by batch size: float32 summation order differs (~2e-5 on these weights)
     torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_group_norm_gradients_equal_torch():
+    """Training on CUDA runs channels-last too, so the layout-keeping GroupNorm must also differentiate right."""
+    from torch.nn import functional as F
+
+    from vpt_agent.layers import group_norm_channels_last
+
+    torch.manual_seed(7)
+    x = (torch.randn(2, 6, 5, 7) + 1).to(memory_format=torch.channels_last)
+    w, b = torch.randn(6), torch.randn(6)
+    upstream = torch.randn(2, 6, 5, 7)
+    grads = []
+    for fn in (F.group_norm, group_norm_channels_last):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+        (fn(leaves[0], 2, leaves[1], leaves[2], 1e-5) * upstream).sum().backward()
+        grads.append([leaf.grad for leaf in leaves])
+    for want, got in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
