@@ -151,3 +151,5 @@ class PovEnv(gymnasium.Env):
 
 
 gymnasium.register("evalenvs/Pov-v0", entry_point="evalenvs:PovEnv")
+#: The id as ``--env`` takes it: ``module:id`` imports this module (which registers the id) first.
+POV_ENV = "evalenvs:evalenvs/Pov-v0"

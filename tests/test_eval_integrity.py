@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
 import signal
 import subprocess
@@ -18,15 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SMALL_MODEL, SMALL_WEIGHTS
+from evalenvs import POV_ENV
+from test_evaluate import cli  # the evaluator CLI in a subprocess, with tests/ on its path
 from vpt_agent.eval import reaper, report, rundir
 from vpt_agent.eval.records import CRASHED
 from vpt_agent.evaluate import EvalConfig, EvalError, evaluate
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
-SMALL_MODEL = TESTS / "data" / "small.model"
-SMALL_WEIGHTS = TESTS / "data" / "small.weights"
-POV_ENV = "evalenvs:evalenvs/Pov-v0"
 SEED = 100
 
 
@@ -50,12 +47,6 @@ def strict_file(path: Path):
         raise AssertionError(f"{name} written to {path}")
 
     return json.loads(path.read_text(), parse_constant=refuse)
-
-
-def cli(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "vpt_agent.evaluate", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def cli_args(out: Path, episodes: int, *extra: str, env_kwargs: str = '{"length": 3}') -> list:

@@ -10,11 +10,11 @@ from typing import List
 import numpy as np
 import pytest
 
+from evalenvs import POV_ENV
 from vpt_agent.eval.records import CRASHED, TRUNCATED, EpisodeRecord, EpisodeTask
 from vpt_agent.eval.rollout import Rollout, RolloutAborted, RolloutListener, split_groups
 from vpt_agent.eval.workers import EnvRunner, EnvSpec, ResetRequest, Transition, WorkerFailed
 
-POV_ENV = "evalenvs:evalenvs/Pov-v0"
 
 
 class FakeWorker:

@@ -17,15 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SMALL_MODEL, SMALL_WEIGHTS
+from evalenvs import POV_ENV
 from vpt_agent.eval import report
 from vpt_agent.eval.records import CRASHED
 from vpt_agent.evaluate import EMBEDDED_ENV, EvalConfig, EvalError, default_env, evaluate, main
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-SMALL_MODEL = TESTS / "data" / "small.model"
-SMALL_WEIGHTS = TESTS / "data" / "small.weights"
-POV_ENV = "evalenvs:evalenvs/Pov-v0"
 SEED = 100
 
 
