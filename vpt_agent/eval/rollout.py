@@ -268,11 +268,9 @@ class Rollout:
         """Move group ``g`` on without blocking: finish its policy step, collect replies, or start its next step."""
         moved = False
         if self.inflight[g] is not None:
-            pending, submitted, _ = self.inflight[g]
-            if not pending.ready():
+            if not self.inflight[g][0].ready():
                 return False
-            self.inflight[g] = None
-            self._send_actions(pending, submitted)
+            self._finish_step(g)
             moved = True
         members = [self.slots[i] for i in self.groups[g]]
         for slot in members:
@@ -297,10 +295,7 @@ class Rollout:
         busy = [g for g, item in enumerate(self.inflight) if item is not None]
         waiting = sum(1 for slot in self.slots if slot.waiting)
         if busy and not waiting:
-            g = min(busy, key=lambda group: self.inflight[group][2])  # the first submitted
-            pending, submitted, _ = self.inflight[g]
-            self.inflight[g] = None
-            self._send_actions(pending, submitted)
+            self._finish_step(min(busy, key=lambda g: self.inflight[g][2]))  # the first submitted (may wait)
             return
         if waiting and waiting == len(self._watched):  # every outstanding request has a pipe to wait on
             self._poller.poll(0.2 if busy else 10.0)  # milliseconds
@@ -380,7 +375,10 @@ class Rollout:
         self._submitted += 1
         self.inflight[g] = (pending, submitted, self._submitted)
 
-    def _send_actions(self, pending: Pending, submitted: List[Tuple[int, _Slot]]) -> None:
+    def _finish_step(self, g: int) -> None:
+        """Take group ``g``'s policy step (waiting for it if needed) and send each of its envs its action."""
+        pending, submitted, _ = self.inflight[g]
+        self.inflight[g] = None
         actions = pending.result()
         if all(item is None for item in self.inflight):  # the last step in progress: close the busy interval
             self.stats.agent_time += time.perf_counter() - self._busy_since
