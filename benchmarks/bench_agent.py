@@ -8,6 +8,7 @@ Each case runs in a fresh subprocess so that peak memory (RSS on CPU, allocator 
     python benchmarks/bench_agent.py --official /path/to/Video-Pre-Training --sizes 1x --batch 1 --steps 50
     python benchmarks/bench_agent.py --agreement 200               # bf16 vs fp32 action agreement, 200 steps
     python benchmarks/bench_agent.py --devices cuda --batch 1 --cuda-graph on off   # CUDA graph vs eager steps
+    python benchmarks/bench_agent.py --devices cpu --batch 1 --compile on off       # compiled vs eager CPU steps
 
 ``--official`` also times the official ``MineRLAgent`` (its checkout must be importable with gym3 installed) and
 checks that our fp32 actions equal its actions on the same frames (deterministic, argmax).
@@ -60,12 +61,12 @@ def frames(n: int, seed: int = 0) -> List[np.ndarray]:
     return [make_obs(seed, t) for t in range(n)]
 
 
-def build_ours(size: str, device: str, dtype: str, cuda_graph=None):
+def build_ours(size: str, device: str, dtype: str, cuda_graph=None, compile=None):
     from vpt_agent import PolicyConfig, VPTAgent
     from vpt_agent.loading import load_state_dict
 
     cfg = PolicyConfig.from_kwargs(net_kwargs(size), temperature=2.0)
-    agent = VPTAgent.from_config(cfg, device=device, dtype=dtype, seed=0, cuda_graph=cuda_graph)
+    agent = VPTAgent.from_config(cfg, device=device, dtype=dtype, seed=0, cuda_graph=cuda_graph, compile=compile)
     load_state_dict(agent.policy, synthetic_state_dict(size))
     return agent
 
@@ -109,11 +110,11 @@ def _sync(device: str) -> None:
 
 
 def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
-             graph: bool = False) -> Dict[str, Any]:
+             graph: bool = False, compile=None) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
-    agent = build_ours(size, device, dtype, cuda_graph=graph if device == "cuda" else None)
+    agent = build_ours(size, device, dtype, cuda_graph=graph if device == "cuda" else None, compile=compile)
     povs = frames(16)
     if os.environ.get("BENCH_FRAMES") == "model":  # frames resized where they are produced (the runner's workers)
         import cv2
@@ -124,7 +125,7 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
     batches = [[obs[(t + i) % len(obs)] for i in range(batch)] for t in range(len(obs))]
     _reset_peak_mem(device)
     start = time.perf_counter()
-    agent.get_actions(batches[0], [True] * batch)  # builds the step engine (and captures the CUDA graph)
+    agent.get_actions(batches[0], [True] * batch)  # builds the step engine (captures the graph, or compiles)
     first_step_s = time.perf_counter() - start
     for t in range(1, warmup):
         agent.get_actions(batches[t % len(batches)], [False] * batch)
@@ -152,7 +153,7 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
             fwd_ms = 1000 * (time.perf_counter() - start) / steps
     return dict(impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
                 frames=f"{povs[0].shape[0]}x{povs[0].shape[1]}",
-                graph=bool(agent.cuda_graph), ms_per_step=1000 * elapsed / steps,
+                graph=bool(agent.cuda_graph), compiled=bool(agent.compiled), ms_per_step=1000 * elapsed / steps,
                 ms_per_frame=1000 * elapsed / steps / batch, frames_per_s=steps * batch / elapsed,
                 fwd_ms=fwd_ms, prep_ms=1000 * prep_s / steps, first_step_s=first_step_s, peak_mem_mb=peak)
 
@@ -231,7 +232,7 @@ def run_agreement(size: str, device: str, steps: int) -> Dict[str, Any]:
         b = bf16.act([{"pov": f}], [t == 0], deterministic=True)
         same_b += int(a.buttons[0] == b.buttons[0])
         same_c += int(a.camera[0] == b.camera[0])
-    return dict(impl="agreement", size=size, device=device, steps=steps,
+    return dict(impl="agreement", size=size, device=device, steps=steps, bf16_compiled=bool(bf16.compiled),
                 buttons_agree=same_b / steps, camera_agree=same_c / steps)
 
 
@@ -316,13 +317,14 @@ def _fmt(x: Any, spec: str) -> str:
 
 
 def _table(rows: List[Dict[str, Any]]) -> str:
-    head = (f"{'impl':10} {'size':4} {'dev':4} {'dtype':8} {'graph':5} {'B':>4} {'ms/step':>8} {'ms/frame':>8} "
-            f"{'frames/s':>9} {'fwd ms':>7} {'prep ms':>7} {'peak MB':>8} {'obs':>7}")
+    head = (f"{'impl':10} {'size':4} {'dev':4} {'dtype':8} {'step':8} {'B':>4} {'ms/step':>8} {'ms/frame':>8} "
+            f"{'frames/s':>9} {'fwd ms':>7} {'prep ms':>7} {'first s':>7} {'peak MB':>8} {'obs':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["impl"] == "agreement":
-            lines.append(f"bf16 vs fp32 argmax agreement ({r['size']}, {r['device']}, {r['steps']} steps): buttons "
-                         f"{100 * r['buttons_agree']:.1f}%, camera {100 * r['camera_agree']:.1f}%")
+            how = ", bf16 compiled" if r.get("bf16_compiled") else ""
+            lines.append(f"bf16 vs fp32 argmax agreement ({r['size']}, {r['device']}{how}, {r['steps']} steps): "
+                         f"buttons {100 * r['buttons_agree']:.1f}%, camera {100 * r['camera_agree']:.1f}%")
             continue
         if r["impl"] == "tf32":
             lines.append(f"CUDA fp32 actions equal to the CPU-recorded ones ({r['size']}, {r['steps']} steps): "
@@ -335,10 +337,11 @@ def _table(rows: List[Dict[str, Any]]) -> str:
             lines.append(f"recorded {r['steps']} CPU fp32 actions of {r['size']} in {r['path']}")
             continue
         extra = f"  identical actions {r['identical_actions']}" if "identical_actions" in r else ""
-        graph = "on" if r.get("graph") else "off"
-        lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {r['dtype']:8} {graph:5} {r['batch']:>4} "
+        mode = "graph" if r.get("graph") else "compiled" if r.get("compiled") else "eager"
+        lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {r['dtype']:8} {mode:8} {r['batch']:>4} "
                      f"{r['ms_per_step']:8.2f} {r['ms_per_frame']:8.3f} {r['frames_per_s']:9.1f} "
                      f"{_fmt(r.get('fwd_ms'), '7.2f')} {_fmt(r.get('prep_ms'), '7.2f')} "
+                     f"{_fmt(r.get('first_step_s'), '7.1f')} "
                      f"{r['peak_mem_mb']:8.0f} {r.get('frames', '-'):>7}{extra}")
     return "\n".join(lines)
 
@@ -351,6 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--cuda-graph", nargs="+", default=["on"], choices=("on", "off"),
                    help="CUDA steps with the captured graph (on), without (off), or both")
+    p.add_argument("--compile", nargs="+", default=["auto"], choices=("auto", "on", "off"),
+                   help="CPU steps compiled with frozen weights (on), eager (off), or the agent's default (auto)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--official", default=None, help="path to an official Video-Pre-Training checkout to compare")
@@ -367,7 +372,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write all results to this JSON file (rewritten after each row)")
     p.add_argument("--in-process", action="store_true",
                    help="run the cases in this process instead of one subprocess each (CPU peak RSS then accumulates)")
-    p.add_argument("--case", nargs=5, metavar=("SIZE", "BATCH", "DTYPE", "DEVICE", "GRAPH"), help=argparse.SUPPRESS)
+    p.add_argument("--case", nargs=6, metavar=("SIZE", "BATCH", "DTYPE", "DEVICE", "GRAPH", "COMPILE"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--official-case", nargs=3, metavar=("PATH", "SIZE", "DEVICE"), help=argparse.SUPPRESS)
     p.add_argument("--agreement-case", nargs=3, metavar=("SIZE", "DEVICE", "STEPS"), help=argparse.SUPPRESS)
     p.add_argument("--record-case", nargs=3, metavar=("SIZE", "STEPS", "PATH"), help=argparse.SUPPRESS)
@@ -378,8 +384,9 @@ def _parser() -> argparse.ArgumentParser:
 def _child_result(a: argparse.Namespace) -> Dict[str, Any] | None:
     """The one measurement a child invocation asks for (None for the top-level run)."""
     if a.case:
-        size, batch, dtype, device, graph = a.case
-        return run_case(size, int(batch), dtype, device, a.steps, a.warmup, graph == "on")
+        size, batch, dtype, device, graph, compile = a.case
+        return run_case(size, int(batch), dtype, device, a.steps, a.warmup, graph == "on",
+                        {"auto": None, "on": True, "off": False}[compile])
     if a.official_case:
         return run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup, a.official_case[2])
     if a.agreement_case:
@@ -437,11 +444,13 @@ def main(argv: List[str] | None = None) -> None:
                       f"{off['speedup_per_frame_b8']:.2f}x per frame at B=8", flush=True)
         for device in devices if not a.official_only else ():
             graphs = a.cuda_graph if device == "cuda" else ["off"]
+            compiles = a.compile if device == "cpu" else ["auto"]
             for dtype in a.dtypes:
                 for b in a.batch:
                     for graph in graphs:
-                        rows.append(_subprocess(["--case", size, str(b), dtype, device, graph, *common]))
-                        _report(rows, machine, a.json)
+                        for compile in compiles:
+                            rows.append(_subprocess(["--case", size, str(b), dtype, device, graph, compile, *common]))
+                            _report(rows, machine, a.json)
             if a.agreement:
                 rows.append(_subprocess(["--agreement-case", size, device, str(a.agreement)]))
                 _report(rows, machine, a.json)

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# One-shot GPU check of the evaluation runner and the fast-inference work, ~5 minutes on an H200:
-#   OUT=gpu_out bash benchmarks/gpu_check.sh [OFFICIAL_CHECKOUT]      # writes $OUT/*.json, *.log
-# 1) runner throughput (bench_eval: 1x, embedded env, K=12, G = 1, 2, 12), 2) the CUDA tests, 3) 1x at B=1 (CUDA
-# graph on/off, fp32/bf16, TF32 vs CPU actions, bf16/fp32 agreement), 4) 1x at B=64/256 (frames at the model's
-# size and full frames), 5) the official agent vs ours on this GPU (with an official checkout) and our bf16 2x/3x.
+# One-shot GPU check of the evaluation runner and the fast-inference work (each part has its own timeout):
+#   OUT=gpu_out bash benchmarks/gpu_check.sh [OFFICIAL_CHECKOUT]            # every part, ~9 minutes on an H200
+#   PARTS="eval tests cpu" OUT=gpu_out bash benchmarks/gpu_check.sh         # some parts
+# Parts (written to $OUT/*.json, *.log):
+#   eval      runner throughput (bench_eval: 1x, embedded env, K=12, G = 2, 1, 3, 1,000-step episodes)
+#   tests     the CUDA tests, the inference/resize tests, the compiled CPU step on the host's CPU
+#   b1        1x at B=1 (CUDA graph on/off, fp32/bf16, TF32 vs CPU actions, bf16/fp32 agreement)
+#   batch     1x at B=64/256 (frames at the model's size, and full frames)
+#   official  the official agent vs ours on this GPU (needs OFFICIAL_CHECKOUT)
+#   big       our bf16 2x/3x at B=1
+#   cpu       the host CPU at B=1: fp32/bf16, eager/compiled, and bf16 (as the agent defaults it) vs fp32 agreement
 # Python packages the machine lacks (gymnasium; gym3 + cffi for the official agent) may come as wheels in .whl/.
 set -u
 OUT=${OUT:-gpu_out}
 OFFICIAL=${1:-}
+PARTS=${PARTS:-"eval tests b1 batch official big cpu"}
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -18,25 +25,42 @@ export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFE
 python3 - <<'PY' | tee "$OUT/machine.txt"
 import torch, cv2, platform, os
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cv2", cv2.__version__, "python", platform.python_version(),
-      "cpus", os.cpu_count(), "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+      "cpus", os.cpu_count(), "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+      "cpu capability", torch.backends.cpu.get_cpu_capability(),
+      "onednn bf16", torch.ops.mkldnn._is_mkldnn_bf16_supported())
 PY
-timeout -s USR1 -k 10 85 python3 benchmarks/bench_eval.py --time-budget 55 --pipeline 1 2 12 --max-steps 400 \
-    --json "$OUT/eval.json" > "$OUT/eval.log" 2>&1
-grep -E "^K=|agent alone|skipped|Error" "$OUT/eval.log" || tail -20 "$OUT/eval.log"
-timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py tests/test_resize.py \
-    2>&1 | tail -15 | tee "$OUT/tests.log"
+has() { case " $PARTS " in *" $1 "*) return 0;; *) return 1;; esac; }
 B="python3 benchmarks/bench_agent.py --in-process --devices cuda"
-REF=benchmarks/data/cpu_actions_1x.npz
-timeout 55 $B --sizes 1x --batch 1 --dtypes float32 bfloat16 --cuda-graph on off --steps 100 --warmup 10 \
-    --tf32 "$REF" --agreement 200 --json "$OUT/bench_1x_b1.json" 2>&1 | tail -8
-timeout 50 $B --sizes 1x --batch 64 256 --dtypes float32 bfloat16 --steps 20 --warmup 3 --frames model \
-    --json "$OUT/bench_1x_batch_model.json" 2>&1 | tail -4
-timeout 25 $B --sizes 1x --batch 256 --dtypes bfloat16 float32 --steps 20 --warmup 3 \
-    --json "$OUT/bench_1x_batch_full.json" 2>&1 | tail -2
-if [ -n "$OFFICIAL" ]; then
+if has eval; then
+  timeout -s USR1 -k 10 130 python3 benchmarks/bench_eval.py --time-budget 85 --pipeline 2 1 3 --max-steps 1000 \
+      --json "$OUT/eval.json" > "$OUT/eval.log" 2>&1
+  grep -E "^K=|agent alone|skipped|Error" "$OUT/eval.log" || tail -30 "$OUT/eval.log"
+fi
+if has tests; then
+  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py tests/test_resize.py \
+      tests/test_compile.py 2>&1 | tail -15 | tee "$OUT/tests.log"
+fi
+if has b1; then
+  timeout 55 $B --sizes 1x --batch 1 --dtypes float32 bfloat16 --cuda-graph on off --steps 100 --warmup 10 \
+      --tf32 benchmarks/data/cpu_actions_1x.npz --agreement 200 --json "$OUT/bench_1x_b1.json" 2>&1 | tail -8
+fi
+if has batch; then
+  timeout 50 $B --sizes 1x --batch 64 256 --dtypes float32 bfloat16 --steps 20 --warmup 3 --frames model \
+      --json "$OUT/bench_1x_batch_model.json" 2>&1 | tail -4
+  timeout 25 $B --sizes 1x --batch 256 --dtypes bfloat16 float32 --steps 20 --warmup 3 \
+      --json "$OUT/bench_1x_batch_full.json" 2>&1 | tail -2
+fi
+if has official && [ -n "$OFFICIAL" ]; then
   timeout 60 $B --official "$OFFICIAL" --official-only --sizes 1x 2x 3x --steps 30 --warmup 5 \
       --json "$OUT/bench_official.json" 2>&1 | grep -E "^ours vs|^official|^ours-pair|FAILED"
 fi
-timeout 35 $B --sizes 2x 3x --batch 1 --dtypes bfloat16 --steps 50 --warmup 5 --json "$OUT/bench_2x3x_bf16.json" \
-    2>&1 | tail -2
+if has big; then
+  timeout 35 $B --sizes 2x 3x --batch 1 --dtypes bfloat16 --steps 50 --warmup 5 --json "$OUT/bench_2x3x_bf16.json" \
+      2>&1 | tail -2
+fi
+if has cpu; then  # the slow part: each compiled case compiles the 1x step (inductor's on-disk cache helps the next)
+  timeout 240 python3 benchmarks/bench_agent.py --in-process --devices cpu --sizes 1x --batch 1 \
+      --dtypes bfloat16 float32 --compile on off --steps 30 --warmup 5 --agreement 200 \
+      --json "$OUT/bench_cpu_b1.json" 2>&1 | tail -8
+fi
 echo "gpu_check done"

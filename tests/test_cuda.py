@@ -147,3 +147,20 @@ def test_engines_capture_on_their_own_streams_and_overlap_with_a_shared_network(
                 assert np.array_equal(buttons, want.buttons) and np.array_equal(camera, want.camera), t
     streams = {agent._engine._capture_stream.cuda_stream for agent in (first, second, alone)}
     assert len(streams) == 3
+
+
+def test_siblings_queue_on_one_stream_and_equal_separate_agents():
+    """The evaluator's pipelined groups: ``sibling`` agents share the network and the CUDA stream; steps submitted
+    back to back (the second before the first is read) give what independent agents give."""
+    with no_tf32():
+        first = _agent(seed=3)
+        second = first.sibling(seed=3)
+        assert second._stream is first._stream and second.policy is first.policy
+        alone = _agent(seed=3)
+        for t in range(6):
+            obs = [{"pov": make_obs(70 + i, t)} for i in range(2)]
+            pending = [agent.submit(obs, [t == 0] * 2, deterministic=True) for agent in (first, second)]
+            want = alone.act(obs, [t == 0] * 2, deterministic=True)
+            for p in reversed(pending):  # read in the other order: neither waits on the host for the other
+                buttons, camera = p.joint()
+                assert np.array_equal(buttons, want.buttons) and np.array_equal(camera, want.camera), t

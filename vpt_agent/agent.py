@@ -103,18 +103,31 @@ class VPTAgent:
 
     Steps run through :class:`~vpt_agent.inference.StepEngine` (memory kept in place as a ring buffer); on CUDA
     each step is a replayed CUDA graph unless ``cuda_graph=False``, queued on the agent's own CUDA stream (so the
-    steps of several agents, e.g. the evaluator's pipelined groups, can run at the same time).
-    ``dtype=torch.bfloat16`` converts the weights once (the value head stays float32; log-probs are float32).
+    steps of several agents can run at the same time). ``dtype=torch.bfloat16`` converts the weights once (the
+    value head stays float32; log-probs are float32).
+
+    ``compile`` (CPU only) runs each step through ``torch.compile`` with frozen weights: the first step of each
+    batch size compiles (about a minute for 1x; inductor caches the code on disk, so later processes take less).
+    ``None`` means on for bfloat16 on a CPU with native bf16 (AVX512-BF16 or AMX), the one case where it pays
+    (see docs/performance.md). The compiled step holds a copy of the weights: :meth:`load_weights` refreshes it;
+    after changing :attr:`policy`'s parameters yourself, call :meth:`rebuild`.
     """
 
     def __init__(self, policy: VPTPolicy, device: Union[str, torch.device] = "auto",
-                 dtype: DTypeLike = torch.float32, seed: Optional[int] = None, cuda_graph: Optional[bool] = None):
+                 dtype: DTypeLike = torch.float32, seed: Optional[int] = None, cuda_graph: Optional[bool] = None,
+                 compile: Optional[bool] = None):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         if cuda_graph and self.device.type != "cuda":
             raise AgentError(f"cuda_graph=True needs device='cuda', got {self.device}")
+        if compile and self.device.type != "cpu":
+            raise AgentError(f"compile=True is for CPU steps (CUDA steps replay a CUDA graph), got {self.device}")
         #: Whether steps replay a captured CUDA graph (default: on CUDA, when the engine supports the config).
         self.cuda_graph = (self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph)) and supports(policy)
+        if compile is None:
+            compile = self.device.type == "cpu" and self.dtype == torch.bfloat16 and _cpu_has_fast_bf16()
+        #: Whether CPU steps run compiled with frozen weights (``compile``; needs the engine's config too).
+        self.compiled = bool(compile) and supports(policy)
         # Frames arrive as NHWC, so convolutions see channels-last inputs; channels-last conv weights spare a
         # weight re-layout on every call (same results, ~1.8 ms less per 1x step on CPU).
         self.policy = policy.to(self.device, memory_format=torch.channels_last)
@@ -137,21 +150,23 @@ class VPTAgent:
     @classmethod
     def from_files(cls, model_path: PathLike, weights_path: PathLike, device: Union[str, torch.device] = "auto",
                    dtype: DTypeLike = torch.float32, seed: Optional[int] = None,
-                   allow_missing: bool = False, cuda_graph: Optional[bool] = None) -> "VPTAgent":
+                   allow_missing: bool = False, cuda_graph: Optional[bool] = None,
+                   compile: Optional[bool] = None) -> "VPTAgent":
         """Build from an official ``.model`` config and a ``.weights``/``.safetensors`` file."""
-        agent = cls.from_config(model_path, device=device, dtype=dtype, seed=seed, cuda_graph=cuda_graph)
+        agent = cls.from_config(model_path, device=device, dtype=dtype, seed=seed, cuda_graph=cuda_graph,
+                                compile=compile)
         agent.load_weights(weights_path, allow_missing=allow_missing)
         return agent
 
     @classmethod
     def from_config(cls, model_path: Union[PathLike, PolicyConfig], device: Union[str, torch.device] = "auto",
                     dtype: DTypeLike = torch.float32, seed: Optional[int] = None,
-                    cuda_graph: Optional[bool] = None) -> "VPTAgent":
+                    cuda_graph: Optional[bool] = None, compile: Optional[bool] = None) -> "VPTAgent":
         """Build with *randomly initialised* weights (smoke tests, benchmarks). ``seed`` also seeds the init."""
         cfg = model_path if isinstance(model_path, PolicyConfig) else load_model_config(model_path)
         with _fork_rng(seed):
             policy = VPTPolicy(cfg)
-        return cls(policy, device=device, dtype=dtype, seed=seed, cuda_graph=cuda_graph)
+        return cls(policy, device=device, dtype=dtype, seed=seed, cuda_graph=cuda_graph, compile=compile)
 
     @classmethod
     def from_pretrained(cls, name: str, device: Union[str, torch.device] = "auto", **kwargs: Any) -> "VPTAgent":
@@ -167,8 +182,31 @@ class VPTAgent:
         if self._pending is not None:  # a submitted step may still be reading the parameters
             self._pending.wait()
         report = load_state_dict(self.policy, sd, allow_missing=allow_missing, source=str(path))
-        self.reset()
+        if self.compiled:
+            self.rebuild()  # the compiled step holds the old weights
+        else:
+            self.reset()
         return report
+
+    def rebuild(self) -> None:
+        """Like :meth:`reset`, and drop the step engine, so the next step builds (compiles, captures) a new one
+        from the current parameters. Needed with ``compile`` after changing :attr:`policy`'s parameters."""
+        if self._pending is not None:
+            self._pending.wait()
+            self._pending = None
+        self._engine = None
+        self.reset()
+
+    def sibling(self, seed: Optional[int] = None) -> "VPTAgent":
+        """Another agent on the same network (no copy of the weights) with its own memory and sampling seed.
+
+        On CUDA it queues its steps on this agent's stream: the two agents' steps run one after the other on the
+        GPU, while the host is free between them (the evaluator's pipelined groups overlap env steps this way).
+        """
+        other = type(self)(self.policy, device=self.device, dtype=self.dtype, seed=seed,
+                           cuda_graph=self.cuda_graph, compile=self.compiled)
+        other._stream = self._stream
+        return other
 
     def seed(self, seed: Optional[int]) -> None:
         """Seed stochastic action sampling (``None``: nondeterministic)."""
@@ -268,7 +306,7 @@ class VPTAgent:
         if supports(self.policy):
             if self._engine is None or self._engine.batch_size != batch:
                 self._engine = None  # free the old buffers (and graph) before allocating new ones
-                self._engine = StepEngine(self.policy, batch, cuda_graph=self.cuda_graph)
+                self._engine = StepEngine(self.policy, batch, cuda_graph=self.cuda_graph, compile=self.compiled)
             else:
                 self._engine.reset()
         else:

@@ -16,6 +16,12 @@ Because every buffer is static, the whole step can be captured once in a CUDA gr
 instead of hundreds of small kernels (``cuda_graph=True``, the default on CUDA). Sampling and the host read-back
 stay outside the graph, in the caller.
 
+On a CPU the step can instead be compiled (``compile=True``): ``torch.compile`` with inductor's *freezing*, which
+folds the weights into the compiled code as constants and pre-packs them for oneDNN, and fuses the norms and
+activations into a few C++ loops. That is what makes bfloat16 pay on CPUs with native bf16 (AVX512-BF16, AMX),
+where eager bf16 is no faster than fp32. The compiled code holds its own copy of the weights: changing the
+policy's parameters afterwards needs a new engine.
+
 Only the ``clipped_causal`` attention mask (every released VPT model) is supported; the ``"none"`` mask sees one
 more column than the ring holds, and the agent uses the eager path for it.
 """
@@ -68,7 +74,7 @@ class StepEngine:
     buffers overwritten by the next call: read or copy them before calling again.
     """
 
-    def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False):
+    def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False, compile: bool = False):
         if not supports(policy):
             raise UnsupportedConfigError("StepEngine needs attention_mask_style='clipped_causal'")
         cfg = policy.cfg
@@ -91,10 +97,19 @@ class StepEngine:
         self._capture_stream: Optional[torch.cuda.Stream] = None
         self._out: Optional[StepOutput] = None
         self.capture_s = 0.0
+        self._run = self._step
+        if cuda_graph and compile:
+            raise EngineError("cuda_graph=True and compile=True are exclusive (compile is for CPU steps)")
         if cuda_graph:
             if dev.type != "cuda":
                 raise EngineError("cuda_graph=True needs the policy on a CUDA device")
             self._capture()
+        if compile:
+            if dev.type != "cpu":
+                raise EngineError("compile=True is for CPU steps (on CUDA, steps replay a CUDA graph)")
+            # Compiled lazily, at the first call (~1 min for 1x; inductor caches the generated code on disk).
+            # fullgraph: a graph break would silently leave part of the step eager.
+            self._run = torch.compile(self._step, fullgraph=True, dynamic=False, options={"freezing": True})
 
     def reset(self) -> None:
         """Empty memory for every env (the next step behaves as a fresh episode even without ``first``)."""
@@ -108,7 +123,7 @@ class StepEngine:
             raise EngineError(f"this engine steps {self.batch_size} envs, got frames {tuple(frames.shape)} "
                              f"and first {tuple(first.shape)}")
         if self.graph is None:
-            return self._step(frames.to(self.device, non_blocking=True), first.to(self.device, non_blocking=True))
+            return self._run(frames.to(self.device, non_blocking=True), first.to(self.device, non_blocking=True))
         self.frames.copy_(frames, non_blocking=True)
         self.first.copy_(first, non_blocking=True)
         self.graph.replay()

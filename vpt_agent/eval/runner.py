@@ -111,10 +111,12 @@ class _JointActions:
 
 
 def group_policies(agent: Any, groups: int, config: EvalConfig) -> List[Policy]:
-    """One policy per pipelined group: agents sharing ``agent``'s network, each with its own memory and
-    sampling generator (group g seeded with ``seed + g``; group 0 is ``agent`` itself)."""
-    agents = [agent] + [type(agent)(agent.policy, device=agent.device, dtype=agent.dtype, seed=config.seed + g)
-                        for g in range(1, groups)]
+    """One policy per pipelined group: ``agent`` and its siblings (the same network and CUDA stream), each with
+    its own memory and sampling generator (group g seeded with ``seed + g``; group 0 is ``agent`` itself).
+
+    One stream is enough: a group's GPU step is short next to its envs' steps, and what pipelining needs is the
+    host free while the GPU works, not two steps on the GPU at once."""
+    agents = [agent] + [agent.sibling(seed=config.seed + g) for g in range(1, groups)]
     return [AgentPolicy(member, config.deterministic) for member in agents]
 
 

@@ -1,0 +1,84 @@
+"""The compiled CPU step (``VPTAgent(compile=True)``: torch.compile with frozen weights) equals the eager step.
+
+Compiling takes ~20-50 s on two cores, so one test compiles (twice: before and after new weights are loaded);
+the others check the switches without compiling.
+"""
+import numpy as np
+import pytest
+import torch
+
+from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
+from vpt_agent import VPTAgent
+from vpt_agent import agent as agent_module
+from vpt_agent.inference import EngineError, StepEngine
+from vpt_agent.loading import read_state_dict
+
+
+def _rollout(agent, steps, seeds=(40, 41, 42)):
+    """Per step: joint buttons/camera (argmax) and the button log-probs, 3 envs, env 1 restarting at step 4."""
+    out = []
+    for t in range(steps):
+        first = [t == 0, t in (0, 4), t == 0]
+        step = agent.act([{"pov": make_obs(s, t)} for s in seeds], first, deterministic=True)
+        out.append((step.buttons, step.camera, step.logp_buttons, step.value))
+    return out
+
+
+def _assert_same(got, want):
+    for t, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g[0], w[0], err_msg=f"buttons, step {t}")
+        np.testing.assert_array_equal(g[1], w[1], err_msg=f"camera, step {t}")
+        np.testing.assert_allclose(g[2], w[2], rtol=1e-4, atol=1e-4, err_msg=f"logp, step {t}")  # fused, reordered sums
+        np.testing.assert_allclose(g[3], w[3], rtol=1e-4, atol=1e-4, err_msg=f"value, step {t}")
+
+
+def test_compiled_step_equals_eager_and_follows_load_weights(tmp_path):
+    eager = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", compile=False)
+    compiled = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", compile=True)
+    assert compiled.compiled and not eager.compiled
+    _assert_same(_rollout(compiled, 6), _rollout(eager, 6))
+
+    # New weights: the frozen copy inside the compiled step must not survive load_weights.
+    sd = read_state_dict(SMALL_WEIGHTS)
+    gen = torch.Generator().manual_seed(3)
+    sd = {k: v + 0.05 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v for k, v in sd.items()}
+    path = tmp_path / "changed.weights"
+    torch.save(sd, path)
+    before = _rollout(compiled, 2)
+    for agent in (eager, compiled):
+        agent.load_weights(path)
+    after_eager, after_compiled = _rollout(eager, 6), _rollout(compiled, 6)
+    _assert_same(after_compiled, after_eager)
+    assert not np.allclose(after_compiled[1][2], before[1][2], atol=1e-3)  # the weights did change the outputs
+
+
+def test_compile_default_is_bf16_on_cpus_with_native_bf16(monkeypatch):
+    for native, dtype, want in [(True, "bfloat16", True), (True, "float32", False), (False, "bfloat16", False)]:
+        monkeypatch.setattr(agent_module, "_cpu_has_fast_bf16", lambda native=native: native)
+        agent = VPTAgent.from_config(SMALL_MODEL, device="cpu", dtype=dtype)
+        assert agent.compiled is want, (native, dtype)
+    monkeypatch.setattr(agent_module, "_cpu_has_fast_bf16", lambda: True)
+    assert not VPTAgent.from_config(SMALL_MODEL, device="cpu", dtype="bfloat16", compile=False).compiled
+
+
+def test_compile_switches_are_checked():
+    agent = VPTAgent.from_config(SMALL_MODEL, device="cpu")
+    with pytest.raises(EngineError, match="exclusive"):
+        StepEngine(agent.policy, 1, cuda_graph=True, compile=True)
+    with pytest.raises(EngineError, match="CUDA device"):
+        StepEngine(agent.policy, 1, cuda_graph=True)
+
+
+def test_rebuild_drops_the_engine_and_sibling_shares_the_network():
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", seed=0)
+    obs = [{"pov": make_obs(1, 0)}]
+    agent.get_actions(obs, [True])
+    engine = agent._engine
+    agent.rebuild()
+    agent.get_actions(obs, [True])
+    assert agent._engine is not engine
+    other = agent.sibling(seed=5)
+    assert other.policy is agent.policy and other._engine is None and other.compiled == agent.compiled
+    # Own memory: the sibling's first step is a fresh episode whatever the first agent did.
+    fresh = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu", seed=5)
+    assert other.act(obs, [True], True).buttons.tolist() == fresh.act(obs, [True], True).buttons.tolist()
