@@ -61,7 +61,7 @@ def frames(n: int, seed: int = 0) -> List[np.ndarray]:
     return [make_obs(seed, t) for t in range(n)]
 
 
-def build_ours(size: str, device: str, dtype: str, cuda_graph=None, compile=None):
+def build_ours(size: str, device: str, dtype: str, cuda_graph=None, compile: bool = False):
     from vpt_agent import PolicyConfig, VPTAgent
     from vpt_agent.loading import load_state_dict
 
@@ -110,7 +110,7 @@ def _sync(device: str) -> None:
 
 
 def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
-             graph: bool = False, compile=None) -> Dict[str, Any]:
+             graph: bool = False, compile: bool = False) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
@@ -354,8 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--cuda-graph", nargs="+", default=["on"], choices=("on", "off"),
                    help="CUDA steps with the captured graph (on), without (off), or both")
-    p.add_argument("--compile", nargs="+", default=["auto"], choices=("auto", "on", "off"),
-                   help="CPU steps compiled with frozen weights (on), eager (off), or the agent's default (auto)")
+    p.add_argument("--compile", nargs="+", default=["off"], choices=("on", "off"),
+                   help="CPU steps compiled with frozen weights (on), eager (off, the agent's default), or both")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--official", default=None, help="path to an official Video-Pre-Training checkout to compare")
@@ -386,7 +386,7 @@ def _child_result(a: argparse.Namespace) -> Dict[str, Any] | None:
     if a.case:
         size, batch, dtype, device, graph, compile = a.case
         return run_case(size, int(batch), dtype, device, a.steps, a.warmup, graph == "on",
-                        {"auto": None, "on": True, "off": False}[compile])
+                        compile == "on")
     if a.official_case:
         return run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup, a.official_case[2])
     if a.agreement_case:
@@ -444,7 +444,7 @@ def main(argv: List[str] | None = None) -> None:
                       f"{off['speedup_per_frame_b8']:.2f}x per frame at B=8", flush=True)
         for device in devices if not a.official_only else ():
             graphs = a.cuda_graph if device == "cuda" else ["off"]
-            compiles = a.compile if device == "cpu" else ["auto"]
+            compiles = a.compile if device == "cpu" else ["off"]
             for dtype in a.dtypes:
                 for b in a.batch:
                     for graph in graphs:

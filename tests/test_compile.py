@@ -9,7 +9,6 @@ import torch
 
 from conftest import SMALL_MODEL, SMALL_WEIGHTS, make_obs
 from vpt_agent import VPTAgent
-from vpt_agent import agent as agent_module
 from vpt_agent.inference import EngineError, StepEngine
 from vpt_agent.loading import read_state_dict
 
@@ -52,13 +51,10 @@ def test_compiled_step_equals_eager_and_follows_load_weights(tmp_path):
     assert not np.allclose(after_compiled[1][2], before[1][2], atol=1e-3)  # the weights did change the outputs
 
 
-def test_compile_default_is_bf16_on_cpus_with_native_bf16(monkeypatch):
-    for native, dtype, want in [(True, "bfloat16", True), (True, "float32", False), (False, "bfloat16", False)]:
-        monkeypatch.setattr(agent_module, "_cpu_has_fast_bf16", lambda native=native: native)
-        agent = VPTAgent.from_config(SMALL_MODEL, device="cpu", dtype=dtype)
-        assert agent.compiled is want, (native, dtype)
-    monkeypatch.setattr(agent_module, "_cpu_has_fast_bf16", lambda: True)
-    assert not VPTAgent.from_config(SMALL_MODEL, device="cpu", dtype="bfloat16", compile=False).compiled
+def test_compile_is_opt_in():
+    for dtype in ("float32", "bfloat16"):
+        assert not VPTAgent.from_config(SMALL_MODEL, device="cpu", dtype=dtype).compiled
+    assert VPTAgent.from_config(SMALL_MODEL, device="cpu", compile=True).compiled
 
 
 def test_compile_switches_are_checked():

@@ -71,10 +71,13 @@ def test_help_imports_neither_torch_nor_opencv():
     assert out.stdout.strip() == "[]"
 
 
-def test_pipeline_default_is_lock_step_and_never_exceeds_the_envs():
+def test_pipeline_default_is_lock_step_on_cpu_two_groups_on_gpu_and_never_exceeds_the_envs():
     from vpt_agent.eval.config import pipeline_groups
 
-    assert pipeline_groups(EvalConfig(), 4) == 1  # lock-step unless asked for
+    assert pipeline_groups(EvalConfig(), 4) == 1  # lock-step on a CPU unless asked for
+    assert pipeline_groups(EvalConfig(), 4, "cuda") == 2
+    assert pipeline_groups(EvalConfig(), 1, "cuda") == 1
+    assert pipeline_groups(EvalConfig(pipeline=1), 4, "cuda") == 1
     assert pipeline_groups(EvalConfig(pipeline=2), 4) == 2
     assert pipeline_groups(EvalConfig(pipeline=3), 2) == 2  # never more groups than envs
     assert pipeline_groups(EvalConfig(pipeline=2), 1) == 1

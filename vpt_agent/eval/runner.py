@@ -306,7 +306,7 @@ def _run_tasks(config: EvalConfig, agent: Any, out: Path, tasks: List[EpisodeTas
     listeners: List[RolloutListener] = [*([video] if video else []), *([recorder] if recorder else []),
                                         _LogWriter(log, is_smoke_test(config)), progress]
     num_envs = min(config.num_envs, len(tasks))
-    policies = group_policies(agent, pipeline_groups(config, num_envs), config)
+    policies = group_policies(agent, pipeline_groups(config, num_envs, agent.device.type), config)
     spec = env_spec(config, frame_size=tuple(agent.config.img_shape[:2]))
     rollout = Rollout(policies, _worker_factory(config, spec), num_envs, tasks, listeners,
                       max_retries=config.max_retries, step_timeout=config.step_timeout,
