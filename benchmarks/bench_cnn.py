@@ -7,13 +7,14 @@ with ``torch.compile``.
 Synthetic 1x weights (random init; speed does not depend on the values). For each dtype it times, with CUDA
 events (or wall clock on CPU):
 
-* ``encode``: ``net.encode`` alone (frames already on the device -> transformer input), eager, with the CNN's
-  GroupNorm on our layout-keeping CUDA path (``channels-last-gn``, the default:
-  ``vpt_agent.layers.group_norm_channels_last``) or on PyTorch's kernel (``native-gn``: on CUDA it copies
-  channels-last inputs to NCHW, and the next convolution copies them back);
+* ``encode``: ``net.encode`` alone (frames already on the device -> transformer input), eager, with our CUDA
+  kernels for the CNN (``default``: the layout-keeping ``vpt_agent.layers.group_norm_channels_last`` and the first
+  convolution as one matrix product, ``conv3x3_as_matmul``), or with PyTorch's GroupNorm (``native-gn``: on CUDA
+  it copies channels-last inputs to NCHW, and the next convolution copies them back) or cuDNN's first convolution
+  (``native-first-conv``);
 * ``step``: one whole ``StepEngine`` step (encoder, transformer with memory, heads), replayed from a CUDA graph;
 * with ``--compile``: ``torch.compile(net.encode)`` (compile time reported separately);
-* with ``--profile``: the ops and kernels that take the most GPU time in one eager encode (``channels-last-gn``).
+* with ``--profile``: the ops and kernels that take the most GPU time in one eager encode (``default``).
 
 Prints one line per measurement and a JSON document (``--json PATH`` also writes it).
 """
@@ -29,14 +30,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-#: The CNN's GroupNorm on CUDA: our layout-keeping path (the default) or PyTorch's kernel.
-VARIANTS = ("channels-last-gn", "native-gn")
+#: The CNN's kernels on CUDA: ours (the default: layout-keeping GroupNorm, first convolution as a matrix product),
+#: or PyTorch's for one of the two.
+VARIANTS = ("default", "native-gn", "native-first-conv")
 
 
 def use_variant(name: str) -> None:
     from vpt_agent import layers
 
-    layers.CHANNELS_LAST_GROUP_NORM = name == "channels-last-gn"
+    layers.CHANNELS_LAST_GROUP_NORM = name != "native-gn"
+    layers.FEW_CHANNEL_CONV_AS_MATMUL = name != "native-first-conv"
 
 
 def _timer(device):

@@ -116,6 +116,30 @@ def test_channels_last_group_norm_path_on_cuda(groups):
     torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
 
 
+def test_first_conv_matmul_path_on_cuda():
+    """On CUDA the encoder's 3-channel first convolution is a matrix product: channels-last out, equal to cuDNN's
+    (TF32 off); the whole encoder equals the one with cuDNN's first convolution."""
+    from torch.nn import functional as F
+
+    from vpt_agent import layers
+
+    with no_tf32(), torch.inference_mode():
+        conv = layers.Conv2d(3, 32, 3, padding=1).cuda().to(memory_format=torch.channels_last)
+        x = torch.rand(4, 20, 24, 3, device="cuda").permute(0, 3, 1, 2)
+        y = conv(x)
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(y, F.conv2d(x, conv.weight, conv.bias, padding=1), rtol=1e-5, atol=1e-5)
+        agent = _agent()
+        frames = agent._frames([{"pov": make_obs(80 + i, 0)} for i in range(3)]).cuda()
+        ours = agent.policy.net.encode(frames)
+        layers.FEW_CHANNEL_CONV_AS_MATMUL = False
+        try:
+            cudnn = agent.policy.net.encode(frames)
+        finally:
+            layers.FEW_CHANNEL_CONV_AS_MATMUL = True
+        torch.testing.assert_close(ours, cudnn, rtol=1e-4, atol=1e-4)
+
+
 def test_overlapping_steps_of_two_agents_equal_sequential_steps():
     """The evaluator's pipelined groups: two agents' steps queued on their own streams before either is read
     back give the actions that one step after the other gives."""

@@ -125,6 +125,28 @@ def test_channels_last_group_norm_equals_torch(groups, affine):
     assert ours <= 2 * torchs + 1e-2
 
 
+@pytest.mark.parametrize("channels,bias", [(3, True), (4, False), (1, True)])
+def test_first_conv_as_matmul_equals_conv2d(channels, bias):
+    """The CUDA path of the encoder's first convolution (run here on CPU): equal to F.conv2d, channels-last out,
+    also with a channels-last weight (as the agent stores it); bf16 as close as torch's own bf16 conv."""
+    from torch.nn import functional as F
+
+    from vpt_agent.layers import conv3x3_as_matmul
+
+    torch.manual_seed(channels)
+    x = torch.rand(2, 11, 7, channels).permute(0, 3, 1, 2)  # frames arrive NHWC: a channels-last view
+    w = torch.randn(16, channels, 3, 3).to(memory_format=torch.channels_last)
+    b = torch.randn(16) if bias else None
+    want = F.conv2d(x, w, b, padding=1)
+    got = conv3x3_as_matmul(x, w, b)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    xb, wb, bb = x.bfloat16(), w.bfloat16(), None if b is None else b.bfloat16()
+    ours = (conv3x3_as_matmul(xb, wb, bb).float() - want).abs().max()
+    torchs = (F.conv2d(xb, wb, bb, padding=1).float() - want).abs().max()
+    assert ours <= 2 * torchs + 1e-2
+
+
 def test_cpu_encoder_chunks_equal_one_call(monkeypatch):
     """On a CPU the image encoder runs in chunks of CPU_ENCODE_CHUNK frames; the features equal one big call."""
     from vpt_agent import policy as policy_module
