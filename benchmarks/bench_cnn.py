@@ -3,18 +3,22 @@ with ``torch.compile``.
 
     python benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 --compile --profile
     python benchmarks/bench_cnn.py --device cpu --batch 8 --iters 5          # runs anywhere (slowly)
+    python benchmarks/bench_cnn.py --device cuda --batch 256 --ops           # single ops of the first stack
 
 Synthetic 1x weights (random init; speed does not depend on the values). For each dtype it times, with CUDA
 events (or wall clock on CPU):
 
-* ``encode``: ``net.encode`` alone (frames already on the device -> transformer input), eager, with our CUDA
-  kernels for the CNN (``default``: the layout-keeping ``vpt_agent.layers.group_norm_channels_last`` and the first
-  convolution as one matrix product, ``conv3x3_as_matmul``), or with PyTorch's GroupNorm (``native-gn``: on CUDA
-  it copies channels-last inputs to NCHW, and the next convolution copies them back) or cuDNN's first convolution
-  (``native-first-conv``);
+* ``encode``: ``net.encode`` alone (frames already on the device -> transformer input), eager, with the CNN's
+  default CUDA kernels (``default``: the layout-keeping ``vpt_agent.layers.group_norm_channels_last``, cuDNN's
+  convolutions), with PyTorch's GroupNorm (``native-gn``: on CUDA it copies channels-last inputs to NCHW, and the
+  next convolution copies them back), or with the first convolution as one matrix product
+  (``matmul-first-conv``: ``vpt_agent.layers.conv3x3_as_matmul``, off by default);
 * ``step``: one whole ``StepEngine`` step (encoder, transformer with memory, heads), replayed from a CUDA graph;
 * with ``--compile``: ``torch.compile(net.encode)`` (compile time reported separately);
 * with ``--profile``: the ops and kernels that take the most GPU time in one eager encode (``default``).
+* with ``--ops``: single ops at the first stack's sizes (1x, each ``--batch``): the first convolution for 3, 4, 8
+  and 16 input channels (cuDNN, channels-last), the same as one matrix product (``conv3x3_as_matmul``), the max-pool
+  and an in-place ReLU on its 128-channel output; and the fp32 encoder with cuDNN's TF32 on and off.
 
 Prints one line per measurement and a JSON document (``--json PATH`` also writes it).
 """
@@ -30,16 +34,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-#: The CNN's kernels on CUDA: ours (the default: layout-keeping GroupNorm, first convolution as a matrix product),
-#: or PyTorch's for one of the two.
-VARIANTS = ("default", "native-gn", "native-first-conv")
+#: The CNN's kernels on CUDA: the defaults (our layout-keeping GroupNorm, cuDNN's convolutions), PyTorch's
+#: GroupNorm instead, or the first convolution as one matrix product.
+VARIANTS = ("default", "native-gn", "matmul-first-conv")
 
 
 def use_variant(name: str) -> None:
     from vpt_agent import layers
 
     layers.CHANNELS_LAST_GROUP_NORM = name != "native-gn"
-    layers.FEW_CHANNEL_CONV_AS_MATMUL = name != "native-first-conv"
+    layers.FEW_CHANNEL_CONV_AS_MATMUL = name == "matmul-first-conv"
 
 
 def _timer(device):
@@ -99,6 +103,54 @@ def two_streams(cfg, device, batch: int, iters: int, warmup: int) -> dict:
                 "concurrent_ms": timer(concurrent, iters, warmup)}
 
 
+def single_ops(cfg, device, dtype_name: str, batch: int, iters: int, warmup: int, report) -> None:
+    """``--ops``: what the first stack's ops cost on their own (see the module docstring)."""
+    import torch
+    from torch.nn import functional as F
+
+    from vpt_agent.layers import conv3x3_as_matmul
+
+    dtype = getattr(torch, dtype_name)
+    timer = _timer(device)
+    h, w = cfg.img_shape[:2]
+    c_out = cfg.chans[0]
+    with torch.inference_mode():
+        for c in (3, 4, 8, 16):
+            x = torch.randn(batch, h, w, c, device=device, dtype=dtype).permute(0, 3, 1, 2)  # channels-last view
+            weight = torch.randn(c_out, c, 3, 3, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+            bias = torch.randn(c_out, device=device, dtype=dtype)
+            report(part="op", op=f"first conv, {c} input channels", dtype=dtype_name, batch=batch,
+                   ms=timer(lambda: F.conv2d(x, weight, bias, padding=1), iters, warmup))
+            if c == 3:
+                report(part="op", op="first conv as one matrix product", dtype=dtype_name, batch=batch,
+                       ms=timer(lambda: conv3x3_as_matmul(x, weight, bias), iters, warmup))
+        y = torch.randn(batch, h, w, c_out, device=device, dtype=dtype).permute(0, 3, 1, 2)
+        report(part="op", op="max-pool 3x3/2 of its output", dtype=dtype_name, batch=batch,
+               ms=timer(lambda: F.max_pool2d(y, 3, 2, 1), iters, warmup))
+        report(part="op", op="in-place ReLU of its output", dtype=dtype_name, batch=batch,
+               ms=timer(lambda: F.relu(y, inplace=True), iters, warmup))
+
+
+def tf32_encode(cfg, device, batch: int, iters: int, warmup: int, report) -> None:
+    """``--ops``: the fp32 encoder with cuDNN's TF32 convolutions (PyTorch's default) and without."""
+    import torch
+
+    from vpt_agent.policy import VPTPolicy
+
+    policy = VPTPolicy(cfg).to(device, memory_format=torch.channels_last).eval()
+    frames = torch.randint(0, 256, (batch, *cfg.img_shape), dtype=torch.uint8, device=device)
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        for tf32 in (True, False):
+            torch.backends.cudnn.allow_tf32 = tf32
+            with torch.inference_mode():
+                ms = _timer(device)(lambda: policy.net.encode(frames), iters, warmup)
+            report(part="encode", kernels="default", dtype="float32", batch=batch, cudnn_tf32=tf32, ms=ms,
+                   frames_per_s=batch * 1000 / ms)
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", default="1x")
@@ -111,6 +163,8 @@ def main(argv=None) -> dict:
     p.add_argument("--freeze", action="store_true",
                    help="compile with inductor's freezing (weights as constants, prepacked for oneDNN on CPU)")
     p.add_argument("--profile", action="store_true", help="print the top kernels of one eager encode")
+    p.add_argument("--ops", action="store_true",
+                   help="only time single ops of the first stack (and the fp32 encoder with/without TF32 on CUDA)")
     p.add_argument("--streams", type=int, nargs="*", default=[],
                    help="also: two graph-replayed engines of each of these batch sizes, one after the other vs on "
                         "two CUDA streams at once (float32)")
@@ -131,6 +185,14 @@ def main(argv=None) -> dict:
     def report(**row):
         rows.append(row)
         print(json.dumps(row), flush=True)
+
+    if a.ops:
+        for batch in a.batch:
+            for dtype_name in a.dtypes:
+                single_ops(cfg, device, dtype_name, batch, a.iters, a.warmup, report)
+            if device.type == "cuda":
+                tf32_encode(cfg, device, batch, a.iters, a.warmup, report)
+        a.dtypes, a.streams = [], []  # nothing else
 
     for dtype_name in a.dtypes:
         dtype = getattr(torch, dtype_name)

@@ -117,26 +117,27 @@ def test_channels_last_group_norm_path_on_cuda(groups):
 
 
 def test_first_conv_matmul_path_on_cuda():
-    """On CUDA the encoder's 3-channel first convolution is a matrix product: channels-last out, equal to cuDNN's
-    (TF32 off); the whole encoder equals the one with cuDNN's first convolution."""
+    """The opt-in CUDA path of the encoder's 3-channel first convolution (one matrix product): channels-last out,
+    equal to cuDNN's (TF32 off); the whole encoder equals the one with cuDNN's first convolution."""
     from torch.nn import functional as F
 
     from vpt_agent import layers
 
     with no_tf32(), torch.inference_mode():
-        conv = layers.Conv2d(3, 32, 3, padding=1).cuda().to(memory_format=torch.channels_last)
-        x = torch.rand(4, 20, 24, 3, device="cuda").permute(0, 3, 1, 2)
-        y = conv(x)
-        assert y.is_contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(y, F.conv2d(x, conv.weight, conv.bias, padding=1), rtol=1e-5, atol=1e-5)
         agent = _agent()
         frames = agent._frames([{"pov": make_obs(80 + i, 0)} for i in range(3)]).cuda()
-        ours = agent.policy.net.encode(frames)
-        layers.FEW_CHANNEL_CONV_AS_MATMUL = False
+        cudnn = agent.policy.net.encode(frames)
+        before = layers.FEW_CHANNEL_CONV_AS_MATMUL
+        layers.FEW_CHANNEL_CONV_AS_MATMUL = True
         try:
-            cudnn = agent.policy.net.encode(frames)
+            conv = layers.Conv2d(3, 32, 3, padding=1).cuda().to(memory_format=torch.channels_last)
+            x = torch.rand(4, 20, 24, 3, device="cuda").permute(0, 3, 1, 2)
+            y = conv(x)
+            assert y.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(y, F.conv2d(x, conv.weight, conv.bias, padding=1), rtol=1e-5, atol=1e-5)
+            ours = agent.policy.net.encode(frames)
         finally:
-            layers.FEW_CHANNEL_CONV_AS_MATMUL = True
+            layers.FEW_CHANNEL_CONV_AS_MATMUL = before
         torch.testing.assert_close(ours, cudnn, rtol=1e-4, atol=1e-4)
 
 

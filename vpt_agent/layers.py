@@ -15,8 +15,9 @@ from torch.nn import functional as F
 
 #: Whether :class:`GroupNorm` takes its channels-last path on CUDA (benchmarks switch it off to compare).
 CHANNELS_LAST_GROUP_NORM = True
-#: Whether :class:`Conv2d` runs 3x3 convolutions of few input channels as one matrix product on CUDA (ditto).
-FEW_CHANNEL_CONV_AS_MATMUL = True
+#: Whether :class:`Conv2d` runs 3x3 convolutions of few input channels as one matrix product on CUDA. Off: not yet
+#: timed inside the encoder on a GPU (``benchmarks/bench_cnn.py`` compares it as ``matmul-first-conv``).
+FEW_CHANNEL_CONV_AS_MATMUL = False
 #: "Few": the image encoder's first convolution sees the 3 RGB channels.
 FEW_CHANNELS = 4
 
@@ -70,9 +71,10 @@ def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
         x (N, H, W, C) -> zero-pad H, W by 1 -> the 9 shifted (N, H, W, C) windows side by side: (N*H*W, 9C)
           -> @ weight as (9C, C_out) [+ bias] -> (N, H, W, C_out), returned as a channels-last (N, C_out, H, W)
 
-    With 3 input channels, cuDNN's channels-last kernels spend ~2.6 ms on the 1x encoder's first convolution at
-    B=256 on an H200 (in bf16 and fp32 alike), writing a 128-channel output; the product writes the same output
-    at memory speed. The 27 columns are padded to 32 with zeros so bf16/fp16 rows are 16-byte aligned.
+    With 3 input channels, cuDNN's channels-last kernel took 2.6 ms for the 1x encoder's first convolution at
+    B=256 on an H200, in bf16 and fp32 alike (``benchmarks/bench_cnn.py --ops``): far from the memory speed at
+    which a product can write the same 128-channel output. The 27 columns are padded to 32 with zeros so that
+    bf16/fp16 rows are 16-byte aligned.
     """
     N, C, H, W = x.shape
     c_out = weight.shape[0]

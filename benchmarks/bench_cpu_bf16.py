@@ -1,0 +1,162 @@
+"""Why bfloat16 does not pay at B=1 on a CPU, even with AMX: the 1x step's parts in fp32 and bf16.
+
+    python benchmarks/bench_cpu_bf16.py                      # all CPU threads; ~2 min with the encoder compile
+    python benchmarks/bench_cpu_bf16.py --threads 2 --steps 5 --agreement 20
+
+Synthetic 1x weights (random init). At B=1 a step is ~14 convolutions over one small image and ~30 matrix-vector
+products whose weights (~1 GB in fp32) are read once per step, so what matters is how fast each kernel streams its
+weights. Prints, with the machine's CPU flags:
+
+* one matrix-vector product per 1x linear shape: fp32 ``F.linear``, bf16 ``F.linear`` (oneDNN on CPUs with native
+  bf16), bf16 with oneDNN off (PyTorch's own kernel) and ``torch.mv``, as ms and GB/s of weights read;
+* whole ``StepEngine`` steps: fp32 eager; bf16 eager; bf16 with the linears' oneDNN off; that plus the image
+  encoder compiled by inductor with frozen weights (compile time reported); the encoder alone in each form;
+* the bf16 variant's argmax agreement with fp32 over ``--agreement`` random frames.
+
+The variants that patch ``nn.Linear`` exist only in this benchmark (an experiment, not an agent option).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: (in, out) of the 1x policy's linears at B=1: attention/MLP in, MLP out, the buttons head.
+SHAPES = ((2048, 8192), (8192, 2048), (2048, 8641))
+
+
+def _time(fn, iters: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - start) * 1000 / iters
+
+
+@contextlib.contextmanager
+def linears_without_onednn():
+    """Every bf16 ``nn.Linear`` on one row runs PyTorch's own kernel instead of oneDNN's."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    original = nn.Linear.forward
+
+    def forward(self, x):
+        if x.dtype == torch.bfloat16 and x.dim() == 2 and x.shape[0] == 1:
+            with torch.backends.mkldnn.flags(enabled=False):
+                return F.linear(x, self.weight, self.bias)
+        return original(self, x)
+
+    nn.Linear.forward = forward
+    try:
+        yield
+    finally:
+        nn.Linear.forward = original
+
+
+def gemv_rows(iters: int, report) -> None:
+    import torch
+    from torch.nn import functional as F
+
+    for n_in, n_out in SHAPES:
+        w32, x32, b32 = torch.randn(n_out, n_in), torch.randn(1, n_in), torch.randn(n_out)
+        w, x, b = w32.bfloat16(), x32.bfloat16(), b32.bfloat16()
+
+        def no_onednn():
+            with torch.backends.mkldnn.flags(enabled=False):
+                return F.linear(x, w, b)
+
+        for name, fn, itemsize in (("fp32 F.linear", lambda: F.linear(x32, w32, b32), 4),
+                                   ("bf16 F.linear", lambda: F.linear(x, w, b), 2),
+                                   ("bf16 F.linear, oneDNN off", no_onednn, 2),
+                                   ("bf16 torch.mv", lambda: torch.mv(w, x[0]), 2)):
+            ms = _time(fn, iters)
+            report(part="gemv", shape=f"{n_in}->{n_out}", kernel=name, ms=ms, gb_per_s=w.numel() * itemsize / ms / 1e6)
+
+
+def step_rows(steps: int, agreement: int, report) -> None:
+    import torch
+
+    from vpt_agent.config import PolicyConfig
+    from vpt_agent.inference import StepEngine, cast_for_inference
+    from vpt_agent.policy import VPTPolicy
+
+    cfg = PolicyConfig.official("1x")
+    torch.manual_seed(0)
+    p32 = VPTPolicy(cfg).eval().to(memory_format=torch.channels_last)
+    p16 = VPTPolicy(cfg).eval().to(memory_format=torch.channels_last)
+    p16.load_state_dict(p32.state_dict())
+    cast_for_inference(p16, torch.bfloat16)
+    frame = torch.randint(0, 256, (1, *cfg.img_shape), dtype=torch.uint8)
+    first = torch.zeros(1, dtype=torch.bool)
+    e32, e16 = StepEngine(p32, 1), StepEngine(p16, 1)
+    with torch.inference_mode():
+        report(part="step", variant="fp32 eager", ms=_time(lambda: e32(frame, first), steps))
+        report(part="step", variant="bf16 eager", ms=_time(lambda: e16(frame, first), steps))
+        with linears_without_onednn():
+            report(part="step", variant="bf16, linears without oneDNN", ms=_time(lambda: e16(frame, first), steps))
+        eager_encode = p16.net.encode
+        start = time.perf_counter()
+        compiled = torch.compile(eager_encode, options={"freezing": True}, dynamic=False)
+        compiled(frame)
+        report(part="compile", what="bf16 encoder, frozen weights", s=time.perf_counter() - start)
+        report(part="encode", variant="fp32 eager", ms=_time(lambda: p32.net.encode(frame), steps))
+        report(part="encode", variant="bf16 eager", ms=_time(lambda: eager_encode(frame), steps))
+        report(part="encode", variant="bf16 compiled", ms=_time(lambda: compiled(frame), steps))
+        p16.net.encode = compiled
+        report(part="step", variant="bf16, compiled encoder", ms=_time(lambda: e16(frame, first), steps))
+        with linears_without_onednn():
+            report(part="step", variant="bf16, compiled encoder, linears without oneDNN",
+                   ms=_time(lambda: e16(frame, first), steps))
+            e32.reset()
+            e16.reset()
+            same_buttons = same_camera = 0
+            gen = torch.Generator().manual_seed(1)
+            for t in range(agreement):
+                f = torch.randint(0, 256, (1, *cfg.img_shape), dtype=torch.uint8, generator=gen)
+                a, b = e32(f, torch.tensor([t == 0])), e16(f, torch.tensor([t == 0]))
+                same_buttons += int(a.logp["buttons"].argmax() == b.logp["buttons"].argmax())
+                same_camera += int(a.logp["camera"].argmax() == b.logp["camera"].argmax())
+        if agreement:
+            report(part="agreement", variant="bf16, compiled encoder, linears without oneDNN", steps=agreement,
+                   buttons=same_buttons / agreement, camera=same_camera / agreement)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--iters", type=int, default=100, help="timed calls per matrix-vector product")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    p.add_argument("--agreement", type=int, default=200, help="random frames for the agreement (0: skip)")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+
+    import torch
+    from bench_agent import machine_info
+
+    torch.set_num_threads(a.threads)
+    machine = {**machine_info(), "threads": a.threads}
+    print(f"machine: {machine}", flush=True)
+    rows = []
+
+    def report(**row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    gemv_rows(a.iters, report)
+    step_rows(a.steps, a.agreement, report)
+    if a.json:
+        a.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
