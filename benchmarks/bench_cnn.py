@@ -3,7 +3,7 @@ with ``torch.compile``.
 
     python benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 --compile --profile
     python benchmarks/bench_cnn.py --device cpu --batch 8 --iters 5          # runs anywhere (slowly)
-    python benchmarks/bench_cnn.py --device cuda --batch 256 --ops           # single ops of the first stack
+    python benchmarks/bench_cnn.py --device cuda --batch 256 --ops --size 2x # single ops of the first stack
 
 Synthetic 1x weights (random init; speed does not depend on the values). For each dtype it times, with CUDA
 events (or wall clock on CPU):
@@ -16,9 +16,10 @@ events (or wall clock on CPU):
 * ``step``: one whole ``StepEngine`` step (encoder, transformer with memory, heads), replayed from a CUDA graph;
 * with ``--compile``: ``torch.compile(net.encode)`` (compile time reported separately);
 * with ``--profile``: the ops and kernels that take the most GPU time in one eager encode (``default``).
-* with ``--ops``: single ops at the first stack's sizes (1x, each ``--batch``): the first convolution for 3, 4, 8
-  and 16 input channels (cuDNN, channels-last), the same as one matrix product (``conv3x3_as_matmul``), the max-pool
-  and an in-place ReLU on its 128-channel output; and the fp32 encoder with cuDNN's TF32 on and off.
+* with ``--ops``: single ops at the first stack's sizes of ``--size`` (each ``--batch``): the first convolution
+  for 3, 4, 8 and 16 input channels (cuDNN, channels-last), the same as one matrix product (``conv3x3_as_matmul``),
+  the max-pool and an in-place ReLU of its output (64 channels for 1x, 128 for 2x); and the fp32 encoder with
+  cuDNN's TF32 on and off.
 
 Prints one line per measurement and a JSON document (``--json PATH`` also writes it).
 """

@@ -3,12 +3,13 @@
     python benchmarks/bench_cpu_bf16.py                      # all CPU threads; ~2 min with the encoder compile
     python benchmarks/bench_cpu_bf16.py --threads 2 --steps 5 --agreement 20
 
-Synthetic 1x weights (random init). At B=1 a step is ~14 convolutions over one small image and ~30 matrix-vector
-products whose weights (~1 GB in fp32) are read once per step, so what matters is how fast each kernel streams its
-weights. Prints, with the machine's CPU flags:
+Synthetic 1x weights (random init). At B=1 a 1x step is the image encoder (~14 convolutions over one small image)
+and then ~30 matrix-vector products (~240 MB of fp32 weights, read once per step) with small ops between them.
+Prints, with the machine's CPU flags:
 
-* one matrix-vector product per 1x linear shape: fp32 ``F.linear``, bf16 ``F.linear`` (oneDNN on CPUs with native
-  bf16), bf16 with oneDNN off (PyTorch's own kernel) and ``torch.mv``, as ms and GB/s of weights read;
+* one matrix-vector product per linear shape of a transformer of width ``--gemv-hidsize`` (default 2048, the 2x
+  model's; the 1x model's are half as wide): fp32 ``F.linear``, bf16 ``F.linear`` (oneDNN on CPUs with native bf16),
+  bf16 with oneDNN off (PyTorch's own kernel) and ``torch.mv``, as ms and GB/s of weights read;
 * whole ``StepEngine`` steps: fp32 eager; bf16 eager; bf16 with the linears' oneDNN off; that plus the image
   encoder compiled by inductor with frozen weights (compile time reported); the encoder alone in each form;
 * the bf16 variant's argmax agreement with fp32 over ``--agreement`` random frames.
@@ -28,8 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: (in, out) of the 1x policy's linears at B=1: attention/MLP in, MLP out, the buttons head.
-SHAPES = ((2048, 8192), (8192, 2048), (2048, 8641))
+
+def shapes(hidsize: int):
+    """(in, out) of a VPT transformer's linears of this width: MLP in, MLP out (ratio 4), the buttons head."""
+    return ((hidsize, 4 * hidsize), (4 * hidsize, hidsize), (hidsize, 8641))
 
 
 def _time(fn, iters: int, warmup: int = 3) -> float:
@@ -63,11 +66,11 @@ def linears_without_onednn():
         nn.Linear.forward = original
 
 
-def gemv_rows(iters: int, report) -> None:
+def gemv_rows(hidsize: int, iters: int, report) -> None:
     import torch
     from torch.nn import functional as F
 
-    for n_in, n_out in SHAPES:
+    for n_in, n_out in shapes(hidsize):
         w32, x32, b32 = torch.randn(n_out, n_in), torch.randn(1, n_in), torch.randn(n_out)
         w, x, b = w32.bfloat16(), x32.bfloat16(), b32.bfloat16()
 
@@ -135,6 +138,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--iters", type=int, default=100, help="timed calls per matrix-vector product")
+    p.add_argument("--gemv-hidsize", type=int, default=2048, help="transformer width of the matrix-vector rows")
     p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     p.add_argument("--agreement", type=int, default=200, help="random frames for the agreement (0: skip)")
     p.add_argument("--json", type=Path)
@@ -152,7 +156,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    gemv_rows(a.iters, report)
+    gemv_rows(a.gemv_hidsize, a.iters, report)
     step_rows(a.steps, a.agreement, report)
     if a.json:
         a.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

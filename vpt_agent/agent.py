@@ -108,7 +108,7 @@ class VPTAgent:
 
     ``compile=True`` (CPU only) runs each step through ``torch.compile`` with frozen weights: the first step of
     each batch size compiles (about a minute for 1x; inductor caches the code on disk, so later processes take
-    less). It is off by default: measured at B=1 it made fp32 steps 1.15x faster on a 16-core AMX Xeon and 1.05x on
+    less). It is off by default: measured at B=1 it made fp32 steps 1.15x faster on a 16-core AMX Xeon and 1.04x on
     a 2-core AVX2 EPYC, and bf16 steps slower (docs/performance.md). The compiled step holds a copy of the weights:
     :meth:`load_weights` refreshes it; after changing :attr:`policy`'s parameters yourself, call :meth:`rebuild`.
     """

@@ -71,10 +71,10 @@ def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
         x (N, H, W, C) -> zero-pad H, W by 1 -> the 9 shifted (N, H, W, C) windows side by side: (N*H*W, 9C)
           -> @ weight as (9C, C_out) [+ bias] -> (N, H, W, C_out), returned as a channels-last (N, C_out, H, W)
 
-    With 3 input channels, cuDNN's channels-last kernel took 2.6 ms for the 1x encoder's first convolution at
-    B=256 on an H200, in bf16 and fp32 alike (``benchmarks/bench_cnn.py --ops``): far from the memory speed at
-    which a product can write the same 128-channel output. The 27 columns are padded to 32 with zeros so that
-    bf16/fp16 rows are 16-byte aligned.
+    With 3 input channels, cuDNN's channels-last kernel took 2.6 ms for the 2x encoder's first convolution
+    (3 -> 128 channels, 128x128, B=256) on an H200, in bf16 and fp32 alike (``benchmarks/bench_cnn.py --size 2x
+    --ops``): far from the memory speed at which a product can write the same output. The 27 columns are padded
+    to 32 with zeros so that bf16/fp16 rows are 16-byte aligned.
     """
     N, C, H, W = x.shape
     c_out = weight.shape[0]
