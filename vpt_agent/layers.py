@@ -93,8 +93,9 @@ def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters and keys) whose 3x3 convolutions of few channels are one matrix product
-    on CUDA (:func:`conv3x3_as_matmul`, for channels-last inputs); everything else is ``nn.Conv2d``'s."""
+    """``nn.Conv2d`` (same parameters and keys) whose 3x3 convolutions of few channels can be one matrix product
+    on CUDA (:func:`conv3x3_as_matmul`, for channels-last inputs, when :data:`FEW_CHANNEL_CONV_AS_MATMUL` is on);
+    everything else is ``nn.Conv2d``'s."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (FEW_CHANNEL_CONV_AS_MATMUL and x.is_cuda and x.dim() == 4 and self.in_channels <= FEW_CHANNELS
