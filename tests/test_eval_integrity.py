@@ -9,7 +9,6 @@ import json
 import logging
 import resource
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from conftest import SMALL_MODEL, SMALL_WEIGHTS
 from evalenvs import POV_ENV
-from test_evaluate import cli  # the evaluator CLI in a subprocess, with tests/ on its path
+from test_evaluate import cli, wait_for_lines  # the evaluator CLI in a subprocess (tests/ on its path)
 from vpt_agent.eval import reaper, report, rundir
 from vpt_agent.eval.records import CRASHED
 from vpt_agent.evaluate import EvalConfig, EvalError, evaluate
@@ -53,17 +52,6 @@ def cli_args(out: Path, episodes: int, *extra: str, env_kwargs: str = '{"length"
     return ["--model", str(SMALL_MODEL), "--weights", str(SMALL_WEIGHTS), "--env", POV_ENV, "--env-kwargs",
             env_kwargs, "--device", "cpu", "--deterministic", "--seed", str(SEED), "--episodes", str(episodes),
             "--out", str(out), "--no-progress", *extra]
-
-
-def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if path.exists() and len([line for line in path.read_text().splitlines() if line.strip()]) >= n:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"{path} did not reach {n} lines in {timeout}s")
 
 
 def no_temporaries(out: Path) -> None:
