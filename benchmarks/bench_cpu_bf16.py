@@ -36,12 +36,11 @@ def shapes(hidsize: int):
 
 
 def _time(fn, iters: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) * 1000 / iters
+    """ms per call on the CPU (``bench_cnn``'s timer)."""
+    import torch
+    from bench_cnn import _timer
+
+    return _timer(torch.device("cpu"))(fn, iters, warmup)
 
 
 @contextlib.contextmanager
