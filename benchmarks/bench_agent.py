@@ -9,6 +9,7 @@ Each case runs in a fresh subprocess so that peak memory (RSS on CPU, allocator 
     python benchmarks/bench_agent.py --agreement 200               # bf16 vs fp32 action agreement, 200 steps
     python benchmarks/bench_agent.py --devices cuda --batch 1 --cuda-graph on off   # CUDA graph vs eager steps
     python benchmarks/bench_agent.py --devices cpu --batch 1 --compile on off       # compiled vs eager CPU steps
+    python benchmarks/bench_agent.py --devices cuda --batch 256 --dtypes float32 --conv-tf32 on off  # strict fp32
 
 ``--official`` also times the official ``MineRLAgent`` (its checkout must be importable with gym3 installed) and
 checks that our fp32 actions equal its actions on the same frames (deterministic, argmax).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import itertools
 import json
 import os
 import platform
@@ -111,9 +113,25 @@ def _sync(device: str) -> None:
 
 def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
              graph: bool = False, compile: bool = False) -> Dict[str, Any]:
+    """One timed case; ``BENCH_CONV_TF32`` (on/off) sets cuDNN's TF32 for it, before the graph capture (cuDNN
+    picks its kernels then), and restores it after (``--in-process`` runs the next case in this process)."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    before = torch.backends.cudnn.allow_tf32
+    conv_tf32 = os.environ.get("BENCH_CONV_TF32", "default")
+    if conv_tf32 != "default":
+        torch.backends.cudnn.allow_tf32 = conv_tf32 == "on"
+    try:
+        return _time_case(size, batch, dtype, device, steps, warmup, graph, compile)
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
+def _time_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
+               graph: bool, compile: bool) -> Dict[str, Any]:
+    import torch
+
     agent = build_ours(size, device, dtype, cuda_graph=graph if device == "cuda" else None, compile=compile)
     povs = frames(16)
     if os.environ.get("BENCH_FRAMES") == "model":  # frames resized where they are produced (the runner's workers)
@@ -154,6 +172,7 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
     return dict(impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
                 frames=f"{povs[0].shape[0]}x{povs[0].shape[1]}",
                 graph=bool(agent.cuda_graph), compiled=bool(agent.compiled), ms_per_step=1000 * elapsed / steps,
+                conv_tf32=torch.backends.cudnn.allow_tf32 if device == "cuda" and dtype == "float32" else None,
                 ms_per_frame=1000 * elapsed / steps / batch, frames_per_s=steps * batch / elapsed,
                 fwd_ms=fwd_ms, prep_ms=1000 * prep_s / steps, first_step_s=first_step_s, peak_mem_mb=peak)
 
@@ -338,7 +357,9 @@ def _table(rows: List[Dict[str, Any]]) -> str:
             continue
         extra = f"  identical actions {r['identical_actions']}" if "identical_actions" in r else ""
         mode = "graph" if r.get("graph") else "compiled" if r.get("compiled") else "eager"
-        lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {r['dtype']:8} {mode:8} {r['batch']:>4} "
+        # CUDA fp32: "float32" with cuDNN's TF32 convolutions (PyTorch's default), "fp32-strict" without
+        dtype = "fp32-strict" if r.get("conv_tf32") is False else r["dtype"]
+        lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {dtype:8} {mode:8} {r['batch']:>4} "
                      f"{r['ms_per_step']:8.2f} {r['ms_per_frame']:8.3f} {r['frames_per_s']:9.1f} "
                      f"{_fmt(r.get('fwd_ms'), '7.2f')} {_fmt(r.get('prep_ms'), '7.2f')} "
                      f"{_fmt(r.get('first_step_s'), '7.1f')} "
@@ -366,6 +387,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--record-steps", type=int, default=149)
     p.add_argument("--tf32", default=None, metavar="NPZ",
                    help="on CUDA: compare fp32 actions with/without TF32 against the actions recorded in NPZ")
+    p.add_argument("--conv-tf32", nargs="+", default=["default"], choices=("default", "on", "off"),
+                   help="CUDA fp32 rows: cuDNN convolutions in TF32 (on, PyTorch's default), in true fp32 (off: "
+                        "rows say fp32-strict), or as torch is configured (default)")
     p.add_argument("--frames", choices=("full", "model"), default=None,
                    help="observation size: full 360x640 frames (default; the agent resizes them) or frames already "
                         "at the model's input size (resized where they are produced, as the evaluator's workers do)")
@@ -447,10 +471,12 @@ def main(argv: List[str] | None = None) -> None:
             compiles = a.compile if device == "cpu" else ["off"]
             for dtype in a.dtypes:
                 for b in a.batch:
-                    for graph in graphs:
-                        for compile in compiles:
-                            rows.append(_subprocess(["--case", size, str(b), dtype, device, graph, compile, *common]))
-                            _report(rows, machine, a.json)
+                    tf32s = a.conv_tf32 if device == "cuda" and dtype == "float32" else ["default"]
+                    for graph, compile, tf32 in itertools.product(graphs, compiles, tf32s):
+                        os.environ["BENCH_CONV_TF32"] = tf32  # read by the case (here or in its subprocess)
+                        rows.append(_subprocess(["--case", size, str(b), dtype, device, graph, compile, *common]))
+                        _report(rows, machine, a.json)
+                    os.environ.pop("BENCH_CONV_TF32", None)
             if a.agreement:
                 rows.append(_subprocess(["--agreement-case", size, device, str(a.agreement)]))
                 _report(rows, machine, a.json)

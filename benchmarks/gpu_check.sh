@@ -10,11 +10,13 @@
 #   official  the official agent vs ours on this GPU (needs OFFICIAL_CHECKOUT)
 #   big       our bf16 2x/3x at B=1
 #   cpu       the host CPU at B=1: fp32/bf16, eager/compiled, and bf16 (as the agent defaults it) vs fp32 agreement
+#   b256      where B=256 stands: the encoder's kernel variants (incl. the matrix-product first convolution) and
+#             the 1x step in bf16, fp32 (TF32 convolutions, PyTorch's default) and strict fp32 (TF32 off)
 # Python packages the machine lacks (gymnasium; gym3 + cffi for the official agent) may come as wheels in .whl/.
 set -u
 OUT=${OUT:-gpu_out}
 OFFICIAL=${1:-}
-PARTS=${PARTS:-"eval tests b1 batch official big cpu"}
+PARTS=${PARTS:-"eval tests b1 batch official big cpu b256"}
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -62,5 +64,11 @@ if has cpu; then  # the slow part: each compiled case compiles the 1x step (indu
   timeout 240 python3 benchmarks/bench_agent.py --in-process --devices cpu --sizes 1x --batch 1 \
       --dtypes bfloat16 float32 --compile on off --steps 30 --warmup 5 --agreement 200 \
       --json "$OUT/bench_cpu_b1.json" 2>&1 | tail -8
+fi
+if has b256; then
+  timeout 90 python3 benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 \
+      --json "$OUT/cnn_variants_b256.json" 2>&1 | tail -12
+  timeout 90 $B --sizes 1x --batch 256 --dtypes bfloat16 float32 --conv-tf32 on off --frames model --steps 20 \
+      --warmup 3 --json "$OUT/bench_1x_b256_tf32.json" 2>&1 | tail -4
 fi
 echo "gpu_check done"
