@@ -76,17 +76,30 @@ _GROUP_STRIDES = np.cumprod([1] + _GROUP_SIZES[::-1])[:-1][::-1]
 
 
 # ----------------------------------------------------------------------------- camera quantisation
+# Both directions repeat the official ActionTransformer's operations in its order and precision, so that values
+# on a rounding boundary land in the same bin: float inputs are computed in their own dtype (float32 stays
+# float32, with the constants rounded to it, as numpy 1.x does for the official code), anything else in float64.
+def _compute_type(a: np.ndarray) -> type:
+    return a.dtype.type if np.issubdtype(a.dtype, np.floating) else np.float64
+
+
 def discretize_camera(degrees: np.ndarray) -> np.ndarray:
     """Mu-law quantise camera angles (degrees, any shape) to bins ``0..10`` (int64). Rounds half to even."""
-    x = np.clip(np.asarray(degrees, dtype=np.float64), -CAMERA_MAXVAL, CAMERA_MAXVAL) / CAMERA_MAXVAL
-    x = np.sign(x) * np.log1p(CAMERA_MU * np.abs(x)) / np.log1p(CAMERA_MU) * CAMERA_MAXVAL
-    return np.round((x + CAMERA_MAXVAL) / CAMERA_BINSIZE).astype(np.int64)
+    x = np.asarray(degrees)
+    t = _compute_type(x)
+    x = np.clip(x.astype(t, copy=False), t(-CAMERA_MAXVAL), t(CAMERA_MAXVAL)) / t(CAMERA_MAXVAL)
+    encoded = np.sign(x) * (np.log(t(1.0) + t(CAMERA_MU) * np.abs(x)) / t(np.log(1.0 + CAMERA_MU)))
+    encoded = encoded * t(CAMERA_MAXVAL)
+    return np.round((encoded + t(CAMERA_MAXVAL)) / t(CAMERA_BINSIZE)).astype(np.int64)
 
 
 def undiscretize_camera(bins: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`discretize_camera`: bins -> degrees (float64, bin centres)."""
-    u = (np.asarray(bins, dtype=np.float64) * CAMERA_BINSIZE - CAMERA_MAXVAL) / CAMERA_MAXVAL
-    return np.sign(u) * ((1.0 + CAMERA_MU) ** np.abs(u) - 1.0) / CAMERA_MU * CAMERA_MAXVAL
+    """Inverse of :func:`discretize_camera`: bins -> degrees (bin centres; float64 for integer bins)."""
+    b = np.asarray(bins)
+    t = _compute_type(b)
+    u = (b.astype(t, copy=False) * t(CAMERA_BINSIZE) - t(CAMERA_MAXVAL)) / t(CAMERA_MAXVAL)
+    decoded = np.sign(u) * t(1.0 / CAMERA_MU) * (t(1.0 + CAMERA_MU) ** np.abs(u) - t(1.0))
+    return decoded * t(CAMERA_MAXVAL)
 
 
 # ----------------------------------------------------------------------------- joint <-> factored
@@ -219,10 +232,14 @@ def env_to_factored(actions: Sequence[Mapping[str, object]]) -> Tuple[np.ndarray
     buttons = np.array([[_flat_scalar(a.get(b, 0)) for b in BUTTONS] for a in actions], dtype=np.float64)
     if buttons.size and not np.isin(buttons, (0, 1)).all():
         raise ValueError("button values must be 0 or 1")
-    camera = np.array([np.asarray(a.get("camera", (0.0, 0.0)), dtype=np.float64).reshape(-1) for a in actions])
-    if camera.ndim != 2 or camera.shape[1] != 2:
-        raise ValueError("camera must hold two values [pitch, yaw] per action")
-    return buttons.astype(np.uint8).reshape(len(actions), len(BUTTONS)), discretize_camera(camera).reshape(-1, 2)
+    cameras = [np.asarray(a.get("camera", (0.0, 0.0))).reshape(-1) for a in actions]
+    if any(c.shape != (2,) or not np.issubdtype(c.dtype, np.number) for c in cameras):
+        raise ValueError("camera must hold two numbers [pitch, yaw] per action")
+    if len({c.dtype for c in cameras}) <= 1:
+        bins = discretize_camera(np.array(cameras).reshape(-1, 2))
+    else:  # each camera quantised in its own precision, as the official code does one dict at a time
+        bins = np.array([discretize_camera(c) for c in cameras])
+    return buttons.astype(np.uint8).reshape(len(actions), len(BUTTONS)), bins
 
 
 def env_to_policy(actions: Sequence[Mapping[str, object]]) -> Tuple[np.ndarray, np.ndarray]:
