@@ -120,7 +120,8 @@ def test_full_resolution_frames_are_the_rgb_video_frames():
 
 
 def test_cursor_is_clipped_at_negative_positions():
-    """Our own rule where the official loader mis-draws (negative start indices wrap around)."""
+    """Our own rule where the official loader fails (a negative start index gives an empty slice and the blend
+    raises a broadcast ValueError)."""
     frame = np.full((40, 50, 3), 100, np.uint8)
     draw_cursor(frame, -5, -3)
     colour, alpha = cursor_image()

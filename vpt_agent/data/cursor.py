@@ -72,9 +72,10 @@ def cursor_position(mouse_x: float, mouse_y: float, frame_height: int) -> Tuple[
 def draw_cursor(frame: np.ndarray, x: int, y: int) -> None:
     """Blend the cursor into ``frame`` (HxWx3 uint8, modified in place) with its top-left corner at (x, y).
 
-    The part outside the frame is clipped. (The official loader mis-draws negative positions: numpy reads
-    a negative start as counted from the far edge. Recorded positions are inside the window, so this only
-    matters for odd data.)
+    The part outside the frame is clipped. (The official loader fails on a negative position: numpy reads a
+    negative start as counted from the far edge, the slice comes out empty and the blend raises a broadcast
+    ValueError, which ends its worker. Recorded positions are inside the window, so this only matters for odd
+    data.)
     """
     colour, alpha = cursor_image()
     height, width = frame.shape[:2]
