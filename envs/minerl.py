@@ -10,8 +10,10 @@
   yet arrive as float64 zeros where MineRL's space says int64, and some location/biome values as float64 where it
   says float32. The stats groups are declared float64 here (a float64 Box holds both kinds, at no cost per
   step), every other value is cast to its declared dtype, and ``pov`` (a vertically flipped view with negative
-  strides) is copied to a contiguous array; so ``observation_space.contains(obs)`` holds and Gymnasium's env
-  checker stays on.
+  strides) is copied to a contiguous array. Two declared bounds do not hold in the game: ``location_stats.yaw``
+  (Minecraft's unwrapped ``rotationYaw``) is wrapped into [-180, 180), and ``life_stats.air`` (down to -20 while
+  drowning) is declared from -20. So ``observation_space.contains(obs)`` holds and Gymnasium's env checker stays
+  on. ``info`` is MineRL's, unchanged.
 * Actions: missing keys are filled with no-ops, every one of the 24 keys is sent (BASALT raises ``KeyError``
   without ``ESC``), buttons are sent as ``int`` (Java parses them with ``Integer.parseInt``: ``1.0`` or ``True``
   kill the connection).
@@ -200,8 +202,33 @@ STAT_GROUPS: frozenset[str] = frozenset({
     "damage_dealt", "full_stats"})
 
 
+#: Bounds MineRL declares that the values Java sends leave. ``air`` is ``getAir()``, which counts down to -20
+#: while the player drowns: widened here. (``yaw``, declared +-180, is ``player.rotationYaw``, which accumulates
+#: past +-180 as the agent turns: :func:`wrap_yaw` brings it back instead.) (group, key) -> (low, high).
+REAL_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {("life_stats", "air"): (-20, 300)}
+
+
+def wrap_yaw(obs: Any) -> Any:
+    """Wrap ``obs["location_stats"]["yaw"]`` into [-180, 180) degrees, in place (same direction, in the space).
+
+    Java sends Minecraft's ``rotationYaw``, which is not wrapped (MineRL's own tests/env/test_turn.py compares
+    yaw modulo 360), so after turning 240 degrees right MineRL reports 240 where it declares Box(-180, 180).
+    """
+    location = obs.get("location_stats") if isinstance(obs, Mapping) else None
+    if isinstance(location, dict) and "yaw" in location:
+        yaw = np.asarray(location["yaw"])
+        location["yaw"] = np.asarray((yaw + 180.0) % 360.0 - 180.0, yaw.dtype)  # a 0-d array, like MineRL's
+    return obs
+
+
+def _with_bounds(space: spaces.Box, low: float, high: float) -> spaces.Box:
+    return spaces.Box(np.full(space.shape, low, space.dtype), np.full(space.shape, high, space.dtype),
+                      shape=space.shape, dtype=space.dtype)
+
+
 def observation_space_of(raw_space: Any) -> spaces.Space:
-    """The Gymnasium observation space of a MineRL env: MineRL's, with the :data:`STAT_GROUPS` declared float64.
+    """The Gymnasium observation space of a MineRL env: MineRL's, with the :data:`STAT_GROUPS` declared float64
+    and the :data:`REAL_BOUNDS` widened.
 
     MineRL sends each counter as int64 or float64 (see :data:`STAT_GROUPS`); a float64 Box holds both, so these
     values pass through untouched, and casting ~7,000 of them each step (several ms) is not needed.
@@ -209,8 +236,12 @@ def observation_space_of(raw_space: Any) -> spaces.Space:
     inner = getattr(raw_space, "spaces", None)
     if not isinstance(inner, Mapping):
         return to_gymnasium_space(raw_space)
-    return spaces.Dict({key: to_gymnasium_space(sub, np.float64 if key in STAT_GROUPS else None)
-                        for key, sub in inner.items()})
+    groups = {key: to_gymnasium_space(sub, np.float64 if key in STAT_GROUPS else None) for key, sub in inner.items()}
+    for (group, key), (low, high) in REAL_BOUNDS.items():
+        sub = groups.get(group)
+        if isinstance(sub, spaces.Dict) and isinstance(sub.spaces.get(key), spaces.Box):
+            sub.spaces[key] = _with_bounds(sub.spaces[key], low, high)
+    return spaces.Dict(groups)
 
 
 def conform_observation(obs: Any, space: spaces.Space, passthrough: frozenset[str] = STAT_GROUPS) -> Any:
@@ -471,7 +502,7 @@ class MineRLEnv(gym.Env):
         self._release()
 
     def _observe(self, obs: Any) -> Any:
-        obs = conform_observation(obs, self.observation_space)
+        obs = wrap_yaw(conform_observation(obs, self.observation_space))
         if isinstance(obs, Mapping) and "pov" in obs:
             self._last_pov = obs["pov"]
         return obs

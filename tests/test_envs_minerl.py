@@ -65,7 +65,7 @@ def spec(name, **kwargs):
 
 
 def noop_raw():
-    return {key: 0 for key in ACTION_KEYS}
+    return {key: 0 for key in BUTTON_KEYS} | {"camera": np.zeros(2, np.float32)}
 
 
 def instance_pool():
@@ -195,6 +195,34 @@ def test_fake_is_faithful_to_minerl_1_0(fake):
     assert len(fake.EVENTS["processes"]) == 3 and all(p.poll() is not None for p in fake.EVENTS["processes"])
 
 
+def test_fake_stats_are_what_java_sends(fake):
+    """life/location stats as Java's JSON (scripts/mcp_patch.diff) read by MineRL's handlers (with defaults)."""
+    raw = spec("HumanSurvival").make()
+    obs = raw.reset()
+    life, location = obs["life_stats"], obs["location_stats"]
+    assert set(life) == set(raw.observation_space.spaces["life_stats"].spaces) and len(life) == 7
+    assert set(location) == set(raw.observation_space.spaces["location_stats"].spaces) and len(location) == 14
+    assert life["is_alive"].dtype == np.bool_ and life["life"].dtype == np.float64 and life["food"] == 20
+    assert location["is_raining"].dtype == np.bool_ and location["can_see_sky"].dtype == np.bool_  # declared int
+    assert location["biome_rainfall"] == 0.5 and location["biome_rainfall"].dtype == np.float64  # not sent
+    assert location["sun_brightness"] == 0.94 and location["biome_id"] == 0  # not sent either: defaults
+    for _ in range(8):
+        info = raw.step({"camera": np.array([20.0, 30.0], np.float32)})[3]
+    assert info["location_stats"]["yaw"] == 240.0  # player.rotationYaw accumulates past 180
+    assert info["location_stats"]["pitch"] == 90.0  # pitch is clamped
+    assert raw.step({"camera": 0})[3] == {"error": "Connection timed out!"}  # Java reads camera[2]: it throws
+    raw.close()
+
+
+def test_fake_noop_is_deprecated_for_no_op(fake):
+    space = spec("HumanSurvival").make().action_space
+    no_op = space.no_op()
+    assert list(no_op) == list(ACTION_KEYS) and no_op["camera"].dtype == np.float32
+    assert all(type(no_op[key]) is int and no_op[key] == 0 for key in BUTTON_KEYS)
+    with pytest.warns(DeprecationWarning, match="no_op"):
+        assert space.noop().keys() == no_op.keys()
+
+
 def test_fake_close_takes_its_time_and_kill_is_a_no_op_while_launching(fake):
     from minerl.env.fake_control import DEFAULTS
 
@@ -265,8 +293,32 @@ def test_observations_are_members_of_the_declared_space(fake, minerl_id):
         assert env.observation_space["mine_block"]["stone"].dtype == np.float64
         assert obs["mine_block"]["stone"].dtype == np.float64 and obs["mine_block"]["stone"] == 0
         assert obs["mine_block"]["dirt"].dtype == np.int64 and obs["mine_block"]["dirt"] == 3  # Java sent it
-        assert obs["location_stats"]["biome_rainfall"].dtype == np.float32
-        assert obs["location_stats"]["biome_rainfall"] == np.float32(0.4)
+        location = obs["location_stats"]
+        assert location["biome_temperature"].dtype == np.float32 and location["biome_temperature"] == np.float32(0.8)
+        assert location["biome_rainfall"] == np.float32(0.5)  # Java sends biome_downfall: the handler's default
+        assert location["can_see_sky"].dtype == np.int64 and location["can_see_sky"] == 1  # JSON true -> 1
+        assert location["is_raining"].dtype == np.int64 and location["is_raining"] == 0
+        assert obs["life_stats"]["is_alive"].dtype == np.bool_ and obs["life_stats"]["air"] == 300
+    env.close()
+
+
+def test_turning_and_drowning_stay_in_the_declared_space(fake):
+    """Java sends ``rotationYaw`` unwrapped (MineRL's own tests/env/test_turn.py compares yaw modulo 360) and
+    ``getAir()``, which counts down to -20 while drowning: MineRL declares +-180 and 0..300."""
+    env = adapter.make("MineRLHumanSurvival-v0")
+    env.reset(seed=0)
+    yaws = []
+    for _ in range(8):
+        obs, _, _, _, info = env.step({"camera": [0.0, 30.0]})
+        yaws.append(float(obs["location_stats"]["yaw"]))
+        assert obs["location_stats"]["yaw"].shape == () and isinstance(obs["location_stats"]["yaw"], np.ndarray)
+        assert env.observation_space.contains(obs)
+    assert info["location_stats"]["yaw"] == 240.0  # MineRL's value (info is passed through)
+    assert yaws == [30.0, 60.0, 90.0, 120.0, 150.0, -180.0, -150.0, -120.0]  # the same directions, wrapped
+    yaw_space = env.observation_space["location_stats"]["yaw"]
+    assert yaw_space.dtype == np.float64 and yaw_space.low == -180 and yaw_space.high == 180  # MineRL's
+    assert env.observation_space["life_stats"]["air"].contains(np.array(-19))
+    assert not env.observation_space["life_stats"]["air"].contains(np.array(-21))
     env.close()
 
 
@@ -304,6 +356,25 @@ def test_socket_error_raises_env_crashed_and_releases(fake):
     fake.FAKE["fail_at_step"] = None
     env.reset()  # relaunches Minecraft
     assert fake.EVENTS["launches"] == 2 and env.step({})[2] is False
+    env.close()
+
+
+def test_failed_server_step_surfaces_on_the_next_step(fake):
+    """MineRL's ``<StepServer>`` send failing: that step answers normally, the next one raises RuntimeError."""
+    fake.FAKE["server_fail_at_step"] = 2
+    raw = spec("HumanSurvival").make()
+    raw.reset()
+    raw.step(noop_raw())
+    assert raw.step(noop_raw())[2:] == (False, {"isGuiOpen": False, "location_stats": raw._location()})
+    with pytest.raises(RuntimeError, match="done=True"):
+        raw.step(noop_raw())
+    raw.close()
+    env = adapter.make("MineRLHumanSurvival-v0")
+    env.reset()
+    assert [env.step({})[2] for _ in range(2)] == [False, False]
+    with pytest.raises(EnvCrashed, match="done=True") as caught:
+        env.step({})
+    assert caught.value.step == 2 and env.unwrapped.raw_env is None  # released
     env.close()
 
 

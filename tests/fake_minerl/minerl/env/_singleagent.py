@@ -10,6 +10,13 @@ next ``step()`` raises ``RuntimeError``. Observations are built as MineRL's hand
 ``pov`` is a vertically flipped view (negative strides), ``inventory`` is int32 with ``air`` always 0, stats
 Java has not sent are float64 zeros (declared int64), biome rainfall/temperature are float64 (declared float32).
 ``info`` is ``{"isGuiOpen", "location_stats"}`` for HumanSurvival and ``{}`` for envs without monitors.
+``life_stats``/``location_stats`` are what Java's ``buildLifeStats``/``buildPositionStats``/``buildBiomeStats``/
+``buildWeatherStats`` send (``scripts/mcp_patch.diff``), read as MineRL's handlers read them: ``yaw`` is
+``player.rotationYaw``, which accumulates past +-180 as the agent turns (pitch is clamped to +-90);
+``is_raining``/``can_see_sky`` are JSON booleans (declared int); keys Java never sends (``biome_rainfall``: Java
+sends ``biome_downfall``; ``biome_id``, ``sun_brightness``, ``sky_light_level``) take the handlers' defaults.
+A seed outside Java's ``long`` range is dropped by ``Long.parseLong`` on the Java side (random world).
+Each reset draws the GUI scale, gamma, FOV and cursor size from numpy's global RNG, as ``EnvSpec.reset`` does.
 Knobs and records: ``minerl.env.fake_control`` (re-exported here as ``FAKE``, ``EVENTS``).
 """
 import os
@@ -34,17 +41,34 @@ def _to_hero(value):
 
 
 def _java_parse(command):
-    """The Java side's parse of a step command: ``{key: 1 or 0, "camera": [pitch, yaw]}``; ValueError kills it."""
+    """The Java side's parse of a step command (``EnvServer``'s ``constructKeyboardState``/``constructMouseState``):
+    ``{key: 1 or 0, "camera": [pitch, yaw]}``; a ValueError is an exception there, which kills the connection."""
     pressed = {}
     for line in command.splitlines():
-        key, _, text = line.partition(" ")
+        parts = line.strip().split(" ")
+        key, values = parts[0], parts[1:]
         if key == "camera":
-            pressed[key] = [float(part) for part in text.split()]  # Double.parseDouble
-        elif _JAVA_INT.match(text.strip()):
-            pressed[key] = 1 if int(text) == 1 else 0  # Integer.parseInt; only 1 presses
-        else:
-            raise ValueError(f'NumberFormatException: For input string: "{text}"')
+            if len(values) < 2:  # splitAction[2]: ArrayIndexOutOfBoundsException
+                raise ValueError(f"ArrayIndexOutOfBoundsException: camera needs 2 numbers, got {values}")
+            pressed[key] = [float(values[0]), float(values[1])]  # Double.parseDouble
+        elif values:
+            if not _JAVA_INT.match(values[0]):
+                raise ValueError(f'NumberFormatException: For input string: "{values[0]}"')
+            pressed[key] = 1 if int(values[0]) == 1 else 0  # Integer.parseInt; only 1 presses
     return pressed
+
+
+# Defaults of MineRL's life/location handlers for keys missing from Java's JSON (``default_if_missing``).
+LIFE_DEFAULTS = {"air": 300, "food": 20, "is_alive": 1, "life": 20, "saturation": 5.0, "score": 0, "xp": 0}
+LOCATION_DEFAULTS = {"biome_id": 0, "biome_rainfall": 0.5, "biome_temperature": 0.5, "can_see_sky": 1,
+                     "is_raining": 0, "light_level": 15, "pitch": 0.0, "sea_level": 63, "sky_light_level": 0.71,
+                     "sun_brightness": 0.94, "xpos": 0.0, "yaw": 0.0, "ypos": 0.0, "zpos": 0.0}
+JAVA_LONG = (-2**63, 2**63 - 1)
+
+
+def _from_json(sent, defaults):
+    """``KeymapTranslationHandler.walk_dict``: ``np.array`` of what Java sent, else of the handler's default."""
+    return {key: np.array(sent[key] if key in sent else default) for key, default in defaults.items()}
 
 
 def _default_inventory_fn(step, pressed, inventory):
@@ -68,6 +92,8 @@ class _SingleAgentEnv:
         self._step = 0
         self._inventory = {}
         self._stats = {}
+        self._pitch = 0.0
+        self._yaw = 0.0
 
     def seed(self, seed=None, seed_spaces=True):
         assert isinstance(seed, int) or seed is None, "Seed must be an int!"
@@ -79,12 +105,18 @@ class _SingleAgentEnv:
             self._setup_instances()
             if not self.instances[0].alive():
                 raise ConnectionRefusedError("[Errno 111] Connection refused")
+            self.task.reset()
             EVENTS["missions"] += 1
-            self._world_seed = self._seed if self._seed is not None else int(np.random.randint(2**31))
+            seed = self._seed
+            if seed is not None and not JAVA_LONG[0] <= seed <= JAVA_LONG[1]:
+                seed = None  # Java: Long.parseLong throws, "Received invalid seed", a random world
+            self._world_seed = seed if seed is not None else int(np.random.randint(2**31))
             self.done = False
             self._step = 0
             self._inventory = {}
             self._stats = {}
+            self._pitch = 0.0
+            self._yaw = 0.0
             return self._observation()
         finally:
             self._seed = None
@@ -120,7 +152,15 @@ class _SingleAgentEnv:
         (knob("inventory_fn") or _default_inventory_fn)(self._step, pressed, self._inventory)
         if pressed.get("attack") == 1:
             self._stats["dirt"] = self._stats.get("dirt", 0) + 1
-        return self._observation(), 0.0, False, self._monitors()
+        pitch, yaw = pressed.get("camera", (0.0, 0.0))
+        self._pitch = min(90.0, max(-90.0, self._pitch + pitch))  # Minecraft clamps pitch; yaw accumulates
+        self._yaw += yaw
+        obs, monitors = self._observation(), self._monitors()
+        if self._step == knob("server_fail_at_step"):
+            # the <StepServer> send failed: MineRL logs it and marks itself done, but this step's answer is the
+            # normal one (done=False, no "error"); the next step raises RuntimeError
+            self.done = True
+        return obs, 0.0, False, monitors
 
     def _observation(self):
         spaces = self.observation_space.spaces
@@ -139,8 +179,9 @@ class _SingleAgentEnv:
             obs["equipped_items"] = {slot: {"type": "air", "damage": np.array(0), "maxDamage": np.array(0)}
                                      for slot in spaces["equipped_items"].spaces}
         if "life_stats" in spaces:
-            obs["life_stats"] = {"is_alive": np.array(True), "life": np.array(20.0), "food": np.array(20),
-                                 "xp": np.array(0)}
+            sent = {"life": 20.0, "score": 0, "food": 20, "saturation": 5.0, "xp": 0, "is_alive": True, "air": 300,
+                    "name": "agent"}
+            obs["life_stats"] = _from_json(sent, LIFE_DEFAULTS)
         if "location_stats" in spaces:
             obs["location_stats"] = self._location()
         if "mine_block" in spaces:  # a stat Java has not sent is MineRL's float default
@@ -149,8 +190,10 @@ class _SingleAgentEnv:
         return obs
 
     def _location(self):
-        return {"xpos": np.array(0.5 + self._step), "yaw": np.array(0.0), "biome_id": np.array(1),
-                "biome_rainfall": np.array(0.4), "biome_temperature": np.array(0.8)}
+        sent = {"xpos": 0.5 + self._step, "ypos": 64.0, "zpos": 0.5, "pitch": self._pitch, "yaw": self._yaw,
+                "biome_name": "plains", "biome_temperature": 0.8, "biome_downfall": 0.4, "sea_level": 63,
+                "light_level": 15, "is_raining": False, "can_see_sky": True}
+        return _from_json(sent, LOCATION_DEFAULTS)
 
     def _monitors(self):
         if not self.task.create_monitors():

@@ -7,6 +7,8 @@ Knobs (``DEFAULTS`` are the real package's orders of magnitude; tests set small 
 - ``spawn_delay``: seconds between an instance joining the pool and its process starting (real: short).
 - ``close_delay``: seconds ``MinecraftInstance`` close/kill take (real: sleep 1 s, send ``<Exit>``, sleep 2 s).
 - ``fail_at_step``: step index (1-based, per episode) at which the socket "times out".
+- ``server_fail_at_step``: step index at which sending ``<StepServer>`` fails (that step answers normally, the
+  env marks itself done, the next step raises ``RuntimeError``).
 - ``inventory_fn(step, pressed, inventory)``: mutates the inventory dict each step; ``pressed`` holds the
   buttons the Java side pressed (value 1) and ``camera`` (default: +1 oak_log while attack is pressed).
 - ``close_raises``: the env's ``close()`` raises after cleaning up (like psutil.NoSuchProcess on Windows).
@@ -15,8 +17,8 @@ EVENTS: ``launches`` (processes started), ``missions`` (worlds created), ``close
 ``processes`` (the Popen objects of every fake Minecraft process).
 """
 
-DEFAULTS = {"launch_delay": 5.0, "spawn_delay": 0.0, "close_delay": 3.0, "fail_at_step": None, "inventory_fn": None,
-            "close_raises": False}
+DEFAULTS = {"launch_delay": 5.0, "spawn_delay": 0.0, "close_delay": 3.0, "fail_at_step": None,
+            "server_fail_at_step": None, "inventory_fn": None, "close_raises": False}
 FAKE = {}
 EVENTS = {}
 

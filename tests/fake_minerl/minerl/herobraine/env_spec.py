@@ -7,6 +7,10 @@ class EnvSpec:
         # MineRL swallows unknown kwargs such as VPT's ``frameskip``.
         self.name = name
         self.max_episode_steps = max_episode_steps
+        self.reset()
+
+    def reset(self):
+        """Called on construction and by every env reset (MineRL rebuilds the handlers here)."""
 
     def _entry_point(self, fake):
         return "minerl.env._singleagent:_SingleAgentEnv"

@@ -1,4 +1,6 @@
 """Fake ``HumanControlEnvSpec``: VPT's 24-key action space and MineRL 1.0's settings attributes."""
+import numpy as np
+
 from minerl.herobraine.env_spec import EnvSpec
 from minerl.herobraine.hero import spaces
 
@@ -21,6 +23,13 @@ class HumanControlEnvSpec(EnvSpec):
         self.fov_range = fov_range
         self.cursor_size_range = cursor_size_range
         super().__init__(name, *args, **kwargs)
+
+    def reset(self):
+        # create_agent_start: GUI scale, gamma, FOV and cursor size come from numpy's global RNG on every reset
+        np.random.uniform(*self.guiscale_range)
+        np.random.uniform(*self.gamma_range)
+        np.random.uniform(*self.fov_range)
+        np.random.randint(self.cursor_size_range[0], self.cursor_size_range[1] + 1)
 
     @property
     def action_space(self):

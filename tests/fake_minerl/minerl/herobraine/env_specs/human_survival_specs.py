@@ -1,4 +1,8 @@
-"""Fake ``HumanSurvival``: the observation groups of MineRL 1.0's HumanSurvival, with fewer keys in each."""
+"""Fake ``HumanSurvival``: the observation groups of MineRL 1.0's HumanSurvival (short item/stat lists).
+
+``life_stats`` and ``location_stats`` hold every key of MineRL's handlers, with the declared spaces of
+``minerl/herobraine/hero/handlers/agent/observations/lifestats.py`` and ``location_stats.py``.
+"""
 import numpy as np
 
 from minerl.herobraine.env_specs.human_controls import ITEMS, HumanControlEnvSpec
@@ -6,10 +10,31 @@ from minerl.herobraine.hero import spaces
 
 INT64_MAX = np.iinfo(np.int64).max
 SLOTS = ("chest", "feet", "head", "legs", "mainhand", "offhand")
+POSITION = 640000.0
 
 
 def inventory_space():
     return spaces.Dict({item: spaces.Box(0, 2304, (), "int32") for item in ITEMS})
+
+
+def life_stats_space():
+    return spaces.Dict({
+        "air": spaces.Box(0, 300, (), int), "food": spaces.Box(0, 20, (), int),
+        "is_alive": spaces.Box(0, 1, (), bool), "life": spaces.Box(0, 20, (), float),
+        "saturation": spaces.Box(0, 20.0, (), float), "score": spaces.Box(0, 0x7FFFFF, (), int),
+        "xp": spaces.Box(0, 1395, (), int)})
+
+
+def location_stats_space():
+    return spaces.Dict({
+        "biome_id": spaces.Box(0, 167, (), int),
+        "biome_rainfall": spaces.Box(0.0, 1.0, ()), "biome_temperature": spaces.Box(0.0, 1.0, ()),  # float32
+        "can_see_sky": spaces.Box(0, 1, (), int), "is_raining": spaces.Box(0, 1, (), int),
+        "light_level": spaces.Box(0, 15, (), int), "pitch": spaces.Box(-180.0, 180.0, (), float),
+        "sea_level": spaces.Box(0, 255, (), int), "sky_light_level": spaces.Box(0.0, 1.0, (), float),
+        "sun_brightness": spaces.Box(0.0, 1.0, (), float), "xpos": spaces.Box(-POSITION, POSITION, (), float),
+        "yaw": spaces.Box(-180.0, 180.0, (), float), "ypos": spaces.Box(-POSITION, POSITION, (), float),
+        "zpos": spaces.Box(-POSITION, POSITION, (), float)})
 
 
 class HumanSurvival(HumanControlEnvSpec):
@@ -27,12 +52,8 @@ class HumanSurvival(HumanControlEnvSpec):
         space.spaces.update({
             "inventory": inventory_space(),
             "equipped_items": spaces.Dict({slot: spaces.Dict(dict(item)) for slot in SLOTS}),
-            "life_stats": spaces.Dict({"is_alive": spaces.Box(0, 1, (), bool), "life": spaces.Box(0, 20, (), float),
-                                       "food": spaces.Box(0, 20, (), int), "xp": spaces.Box(0, 1395, (), int)}),
-            "location_stats": spaces.Dict({
-                "xpos": spaces.Box(-640000.0, 640000.0, (), float), "yaw": spaces.Box(-180.0, 180.0, (), float),
-                "biome_id": spaces.Box(0, 167, (), int),
-                "biome_rainfall": spaces.Box(0.0, 1.0, ()), "biome_temperature": spaces.Box(0.0, 1.0, ())}),
+            "life_stats": life_stats_space(),
+            "location_stats": location_stats_space(),
             "mine_block": spaces.Dict({block: spaces.Box(0, INT64_MAX, (), int)
                                        for block in ("diamond_ore", "dirt", "oak_log", "stone")}),
         })

@@ -1,11 +1,23 @@
 """Minimal MineRL-like spaces (old gym style: ``sample()``, ``no_op()``, attributes ``n``/``low``/``high``).
 
-Box dtypes follow MineRL: ``float`` is float64, ``int`` is int64, no dtype is float32.
+Box dtypes follow MineRL: ``float`` is float64, ``int`` is int64, no dtype is float32. As in MineRL 1.0,
+``noop()`` still works but warns (``DeprecationWarning``) that it is now ``no_op()``; ``Dict.no_op()`` is an
+``OrderedDict``.
 """
+import warnings
+from collections import OrderedDict
+
 import numpy as np
 
 
-class Discrete:
+class MineRLSpace:
+    def noop(self):
+        warnings.warn("space.noop() is being deprecated for space.no_op() in MineRL 1.0.0. "
+                      "Please change your code to reflect this change.", DeprecationWarning)
+        return self.no_op()
+
+
+class Discrete(MineRLSpace):
     def __init__(self, n):
         self.n = n
         self.dtype = np.dtype(np.int64)
@@ -33,7 +45,7 @@ class Enum(Discrete):
         return self.default
 
 
-class Box:
+class Box(MineRLSpace):
     def __init__(self, low, high, shape, dtype=np.float32):
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
@@ -55,7 +67,7 @@ class Box:
         return f"Box(low={self.low.min()}, high={self.high.max()}, shape={self.shape}, dtype={self.dtype})"
 
 
-class Dict:
+class Dict(MineRLSpace):
     def __init__(self, spaces):
         self.spaces = dict(sorted(spaces.items()))
 
@@ -63,4 +75,4 @@ class Dict:
         return {key: space.sample() for key, space in self.spaces.items()}
 
     def no_op(self):
-        return {key: space.no_op() for key, space in self.spaces.items()}
+        return OrderedDict((key, space.no_op()) for key, space in self.spaces.items())
