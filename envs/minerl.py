@@ -4,7 +4,8 @@
 :class:`vpt_envs.MineRLNotInstalledError` explains what to install. What the adapter does on top of MineRL:
 
 * Gymnasium API: ``reset(seed=...) -> (obs, info)`` (the seed becomes ``env.seed(int(seed))`` before MineRL's
-  ``reset()``, which consumes it; MineRL asserts a Python ``int``), ``step -> (obs, reward, terminated, truncated,
+  ``reset()``, which consumes it; MineRL asserts a Python ``int``, and seeds above 2**63 - 1, which Java would
+  drop for a random world, raise ``ValueError``), ``step -> (obs, reward, terminated, truncated,
   info)``, gymnasium spaces.
 * Observations are members of the observation space: MineRL builds them from JSON, so stats Java has not sent
   yet arrive as float64 zeros where MineRL's space says int64, and some location/biome values as float64 where it
@@ -102,6 +103,8 @@ MINERL_ENVS: dict[str, MineRLEnvInfo] = {
         f"{_SPECS}.basalt_specs", "VillageMakeHouseEnvSpec", 14_400, "MineRL's own (12 min)"),
 }
 _DEFAULT: Any = object()
+#: The largest seed Minecraft takes: Java parses it with ``Long.parseLong`` and ignores (random world) any other.
+JAVA_LONG_MAX = 2**63 - 1
 
 
 def import_minerl():
@@ -439,6 +442,9 @@ class MineRLEnv(gym.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         if seed is not None:
             seed = operator.index(seed)  # numpy integers too; MineRL asserts a Python int
+            if seed > JAVA_LONG_MAX:  # negative seeds: Gymnasium refuses them below
+                raise ValueError(f"seed must be at most 2**63 - 1 (Minecraft's seed is a Java long; MineRL would "
+                                 f"silently use a random world instead), got {seed}")
         super().reset(seed=seed)
         if self._raw is not None and self.recycle_every and self.episodes_since_launch >= self.recycle_every:
             logger.info("recycling MineRL env after %d episodes", self.episodes_since_launch)

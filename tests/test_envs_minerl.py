@@ -280,6 +280,24 @@ def test_gymnasium_api_seed_and_action_filling(fake):
     other.close()
 
 
+def test_seed_beyond_javas_long_is_refused_not_ignored(fake):
+    """Java parses the seed with ``Long.parseLong``; a larger one is logged and replaced by a random seed."""
+    raw = spec("HumanSurvival").make()
+    frames = []
+    for _ in range(2):
+        raw.seed(2**63)  # MineRL accepts it (a Python int) ...
+        frames.append(raw.reset()["pov"])
+    assert not np.array_equal(*frames)  # ... but the worlds are random
+    raw.close()
+    env = adapter.make("MineRLHumanSurvival-v0")
+    with pytest.raises(ValueError, match="2\\*\\*63"):
+        env.reset(seed=2**63)
+    assert fake.EVENTS["seeds"] == [2**63, 2**63] and fake.EVENTS["launches"] == 1  # refused before MineRL
+    first = env.reset(seed=2**63 - 1)[0]["pov"]
+    assert np.array_equal(first, env.reset(seed=2**63 - 1)[0]["pov"])  # the largest long still seeds
+    env.close()
+
+
 @pytest.mark.parametrize("minerl_id", ["MineRLHumanSurvival-v0", "MineRLObtainDiamondShovel-v0",
                                        "MineRLBasaltFindCave-v0"])
 def test_observations_are_members_of_the_declared_space(fake, minerl_id):
