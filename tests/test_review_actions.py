@@ -42,6 +42,14 @@ def test_discretize_camera_matches_official(golden, dtype):
     assert got.dtype == np.int64
 
 
+def test_discretize_camera_of_0d_float32_matches_official(golden):
+    x = golden["disc_f32_0d_in"]
+    got = np.array([am.discretize_camera(np.array(v)) for v in x])
+    expected = golden["disc_f32_0d_out"].astype(np.int64)
+    wrong = np.flatnonzero(got != expected)
+    assert wrong.size == 0, [(repr(x[i]), int(got[i]), int(expected[i])) for i in wrong[:10]]
+
+
 def test_undiscretize_camera_matches_official_to_the_bit(golden):
     got = am.undiscretize_camera(np.arange(11))
     assert got.dtype == np.float64

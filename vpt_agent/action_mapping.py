@@ -79,8 +79,9 @@ _GROUP_STRIDES = np.cumprod([1] + _GROUP_SIZES[::-1])[:-1][::-1]
 # Both directions repeat the official ActionTransformer's operations in its order and precision, so that values
 # on a rounding boundary land in the same bin: float inputs are computed in their own dtype (float32 stays
 # float32, with the constants rounded to it, as numpy 1.x does for the official code), anything else in float64.
+# A 0-d input counts as a scalar there: np.clip with integer bounds turns it into float64.
 def _compute_type(a: np.ndarray) -> type:
-    return a.dtype.type if np.issubdtype(a.dtype, np.floating) else np.float64
+    return a.dtype.type if a.ndim and np.issubdtype(a.dtype, np.floating) else np.float64
 
 
 def discretize_camera(degrees: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ Used by tests/test_review_actions.py. Entries (``*_in`` inputs, ``*_out`` offici
 
 * ``disc_f64_in``/``disc_f32_in``/``disc_f16_in``/``disc_int_in`` -> ``*_out`` (int8):
   ``ActionTransformer.discretize_camera`` (the agent's mu-law kwargs) on 1-D arrays of that dtype;
+  ``disc_f32_0d_in`` -> ``disc_f32_0d_out``: the same on each value as a 0-d float32 array;
 * ``undisc_out``: ``undiscretize_camera(arange(11))`` (float64);
 * ``to_factored_in`` (N, 2) joint (buttons, camera) -> ``to_factored_buttons`` (N, 20), ``to_factored_camera``
   (N, 2), ``policy2env_camera`` (N, 2) float64: every button index and every camera index several times;
@@ -214,6 +215,9 @@ def main() -> None:
         with np.errstate(over="ignore"):
             x = camera_inputs(dtype, n)
         out[f"disc_{name}_in"], out[f"disc_{name}_out"] = x, TRANSFORMER.discretize_camera(x).astype(np.int8)
+    x = boundary_values(np.float32, 40)  # one 0-d array at a time: numpy 1.x's scalar promotion differs
+    out["disc_f32_0d_in"] = x
+    out["disc_f32_0d_out"] = np.array([TRANSFORMER.discretize_camera(np.array(v)) for v in x], np.int8)
     out["disc_int_in"] = np.arange(-200, 201, dtype=np.int64)
     out["disc_int_out"] = TRANSFORMER.discretize_camera(out["disc_int_in"])
     out["undisc_out"] = TRANSFORMER.undiscretize_camera(np.arange(11))
