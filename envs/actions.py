@@ -1,6 +1,7 @@
 """MineRL 1.0's 24-key action space (the space VPT's agents act in) and helpers to fill/normalise actions."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -16,11 +17,27 @@ BUTTON_KEYS: tuple[str, ...] = tuple(key for key in ACTION_KEYS if key != "camer
 CAMERA_LIMIT = 180.0
 
 
-def action_space() -> spaces.Dict:
-    """Gymnasium version of MineRL's action space: 23 ``Discrete(2)`` buttons + ``camera`` Box(-180, 180, (2,))."""
+class MineRLActionSpace(spaces.Dict):
+    """A Gymnasium ``Dict`` with MineRL 1.0's no-op helpers, so MineRL code such as
+    ``env.action_space.noop()`` runs unchanged."""
+
+    def no_op(self) -> dict[str, Any]:
+        """A fresh no-op action: :func:`noop_action` (what MineRL's ``action_space.no_op()`` returns)."""
+        return noop_action()
+
+    def noop(self) -> dict[str, Any]:
+        """:meth:`no_op` with the ``DeprecationWarning`` MineRL 1.0 gives for this older name."""
+        warnings.warn("space.noop() is deprecated in MineRL 1.0 in favour of space.no_op()", DeprecationWarning,
+                      stacklevel=2)
+        return self.no_op()
+
+
+def action_space() -> MineRLActionSpace:
+    """Gymnasium version of MineRL's action space: 23 ``Discrete(2)`` buttons + ``camera`` Box(-180, 180, (2,)),
+    with MineRL's ``no_op()``/``noop()``."""
     entries: dict[str, spaces.Space] = {key: spaces.Discrete(2) for key in BUTTON_KEYS}
     entries["camera"] = spaces.Box(-CAMERA_LIMIT, CAMERA_LIMIT, shape=(2,), dtype=np.float32)
-    return spaces.Dict({key: entries[key] for key in ACTION_KEYS})
+    return MineRLActionSpace({key: entries[key] for key in ACTION_KEYS})
 
 
 def noop_action() -> dict[str, Any]:

@@ -223,6 +223,24 @@ def test_fake_noop_is_deprecated_for_no_op(fake):
         assert space.noop().keys() == no_op.keys()
 
 
+def test_action_space_no_op_like_minerl(fake):
+    """``env.action_space.no_op()`` (and the deprecated ``noop()``, used all over MineRL code) work as in MineRL."""
+    raw_no_op = spec("HumanSurvival").make().action_space.no_op()
+    env = gym.make("vpt/MineRLHumanSurvival-v0")
+    no_op = env.action_space.no_op()
+    assert list(no_op) == list(raw_no_op) and no_op["camera"].dtype == np.float32
+    assert all(np.array_equal(no_op[key], raw_no_op[key]) and type(no_op[key]) is type(raw_no_op[key])
+               for key in no_op)
+    with pytest.warns(DeprecationWarning, match="no_op"):
+        action = env.action_space.noop()
+    assert action.keys() == no_op.keys() and env.action_space.contains(action)
+    action["camera"][:] = [0.0, 30.0]  # each call gives a fresh dict (MineRL code edits it in place)
+    assert env.action_space.no_op()["camera"].tolist() == [0.0, 0.0]
+    env.reset(seed=0)
+    assert env.step(action)[0]["location_stats"]["yaw"] == 30.0
+    env.close()
+
+
 def test_fake_close_takes_its_time_and_kill_is_a_no_op_while_launching(fake):
     from minerl.env.fake_control import DEFAULTS
 
