@@ -65,10 +65,15 @@ def test_temperature_from_a_model_file(tmp_path):
     ("impala_width", 0, "impala_width must be a positive number"),
     ("impala_width", float("nan"), "impala_width must be a positive number"),
     ("impala_width", 0.01, "channel counts"),
-    ("impala_chans", [], "impala_chans must be a list of 1 to"),
+    ("impala_chans", [4] * 9, "impala_chans must be a list of at most 8"),
     ("impala_chans", [16, "32"], r"impala_chans\[1\] must be an integer"),
     ("timesteps", None, "needs 'timesteps'"),
     ("timesteps", 12, "must be > 0"),
+    ("timesteps", 13, "must be > 0"),
+    ("img_shape", None, "img_shape .* is required"),
+    ("impala_kwargs", {"nblock": 1}, r"impala_kwargs may not set \['nblock'\]"),
+    ("impala_kwargs", {"pool": 0}, "impala_kwargs.pool must be true or false"),
+    ("single_output", 1, "single_output must be true or false"),
     ("attention_memory_size", 10 ** 9, r"attention_memory_size must be in \[1"),
     ("pointwise_ratio", 0, r"pointwise_ratio must be in \[1"),
     ("use_pointwise_layer", "yes", "use_pointwise_layer must be true or false"),
@@ -100,7 +105,9 @@ def test_unsupported_settings_stay_not_implemented():
 @pytest.mark.parametrize("change", [
     {},
     {"init_norm_kwargs": {}},
-    {"init_norm_kwargs": {"layer_norm": True}},
+    {"init_norm_kwargs": {"layer_norm": True, "group_norm_groups": 1}, "first_conv_norm": True},
+    {"init_norm_kwargs": {"layer_norm": True}, "impala_chans": []},
+    {"impala_chans": []},
     {"init_norm_kwargs": {"group_norm_groups": 2}, "first_conv_norm": False},
     {"impala_kwargs": {}},
     {"impala_kwargs": {"pool": False, "post_pool_groups": 1}, "img_shape": [8, 8, 3]},
@@ -108,6 +115,8 @@ def test_unsupported_settings_stay_not_implemented():
     {"use_pre_lstm_ln": True, "pointwise_ratio": 2},
     {"impala_width": 2, "impala_chans": [8, 16], "img_shape": [20, 12, 3]},
     {"attention_mask_style": "none", "attention_memory_size": 5},
+    {"attention_mask_style": "none", "attention_memory_size": 4},  # no memory at all
+    {"impala_kwargs": {"pool": False, "post_pool_groups": 2}, "img_shape": [6, 5, 3]},
 ])
 def test_num_parameters_equals_the_built_network(change):
     cfg = PolicyConfig.from_kwargs(dict(SMALL, **change))
@@ -120,3 +129,48 @@ def test_size_names_come_from_the_size_table():
     assert {size_name(h) for h, _ in VPT_SIZES.values()} == set(VPT_SIZES)
     assert size_name(128) == "custom"
     assert official_net_kwargs("1x")["hidsize"] == VPT_SIZES["1x"][0]
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"recurrence_type": "multi_layer_lstm"}, "recurrence_type='multi_layer_lstm'"),
+    ({"recurrence_type": "multi_layer_bilstm"}, "recurrence_type='multi_layer_bilstm'"),
+    ({"single_output": True}, "single_output=True"),
+    ({"init_norm_kwargs": {"group_norm_groups": 1, "use_activation": False}}, "init_norm_kwargs.use_activation=False"),
+    ({"init_norm_kwargs": {"batch_norm": True}}, "init_norm_kwargs.batch_norm=True"),
+    # Official convolutions without a GroupNorm would get a LayerNorm over the image width.
+    ({"init_norm_kwargs": {"layer_norm": True}}, "init_norm_kwargs.layer_norm=True"),
+    ({"init_norm_kwargs": {"layer_norm": True, "group_norm_groups": 1}}, "init_norm_kwargs.layer_norm=True"),
+    ({"img_statistics": "stats.npz"}, "img_statistics"),
+])
+def test_official_settings_we_do_not_implement_are_refused_by_name(change, expected):
+    """Settings the official constructors accept but this package does not compute: one line naming them."""
+    with pytest.raises(UnsupportedConfigError, match=expected) as e:
+        PolicyConfig.from_kwargs(dict(SMALL, **change))
+    assert isinstance(e.value, NotImplementedError) and "\n" not in str(e.value)
+
+
+def test_unknown_pi_head_opts_are_refused(tmp_path):
+    """The official make_action_head takes only ``temperature``."""
+    path = tmp_path / "p.model"
+    args = {"net": {"args": SMALL}, "pi_head_opts": {"temperature": 2.0, "tempreature": 1.0}}
+    path.write_bytes(pickle.dumps({"model": {"args": args}}))
+    with pytest.raises(ModelFileError, match=r"pi_head_opts has unknown keys \['tempreature'\]"):
+        load_model_config(path)
+
+
+def test_settings_the_official_network_ignores_are_ignored():
+    """Unknown net kwargs and impala_kwargs change nothing (the official code drops them as well)."""
+    plain = PolicyConfig.from_kwargs(SMALL)
+    noisy = PolicyConfig.from_kwargs(dict(SMALL, only_img_input=False, diff_mlp_embedding=True, bogus=1,
+                                          impala_kwargs={"post_pool_groups": 1, "bogus": 2}))
+    with torch.device("meta"):
+        a, b = VPTPolicy(plain), VPTPolicy(noisy)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+def test_no_memory_needs_the_unmasked_attention():
+    """memory == timesteps: valid with mask "none" (each chunk attends within itself), not with the causal mask."""
+    cfg = PolicyConfig.from_kwargs(dict(SMALL, attention_mask_style="none", attention_memory_size=4))
+    assert cfg.maxlen == 0
+    with pytest.raises(ConfigError, match="attention_memory_size - timesteps must be > 0"):
+        PolicyConfig.from_kwargs(dict(SMALL, attention_memory_size=4))

@@ -30,6 +30,13 @@ MAX_IMAGE_SIDE = 4_096  # img_shape height/width (released: 128)
 #: The policy head's softmax temperature (released: 2.0). Outside this range logits/temperature overflows
 #: (too small) or the policy is uniform to float precision (too large).
 TEMPERATURE_RANGE = (1e-3, 1e3)
+#: ``impala_kwargs`` the network reads; the official ImpalaCNN passes any other key down to its residual blocks,
+#: which ignore it, unless the key names an argument those constructors are already given (a TypeError there).
+IMPALA_KWARGS = ("pool", "post_pool_groups")
+IMPALA_KWARGS_TAKEN = ("cnn_outsize", "output_size", "inshape", "chans", "outsize", "nblock", "init_norm_kwargs",
+                       "dense_init_norm_kwargs", "first_conv_norm", "inchan", "outchan", "init_scale", "log_scope")
+#: ``init_norm_kwargs`` keys: the norms (``layer_norm``, ``batch_norm_kwargs`` are checked separately).
+INIT_NORM_KWARGS = ("batch_norm", "batch_norm_kwargs", "group_norm_groups", "layer_norm")
 
 
 class ConfigError(VPTError, ValueError):
@@ -87,6 +94,7 @@ class PolicyConfig:
     recurrence_is_residual: bool = True
     timesteps: Optional[int] = None
     use_pre_lstm_ln: bool = True
+    single_output: bool = False
     temperature: float = 1.0  # from pi_head_opts
 
     @property
@@ -117,6 +125,9 @@ class PolicyConfig:
         pi_opts = args.get("pi_head_opts") if isinstance(args, Mapping) else None
         if pi_opts is not None and not isinstance(pi_opts, Mapping):
             raise ConfigError(f"pi_head_opts must be a dict, got {type(pi_opts).__name__}")
+        unknown = sorted(str(k) for k in set(pi_opts or {}) - {"temperature"})
+        if unknown:  # the official make_action_head takes no other argument (a TypeError there)
+            raise ConfigError(f"pi_head_opts has unknown keys {unknown}; only 'temperature' is an option")
         temperature = (pi_opts or {}).get("temperature", 1.0)
         if not _is_real(temperature):
             raise ConfigError(f"temperature must be a number, got {_short(temperature)}")
@@ -141,6 +152,8 @@ class PolicyConfig:
         if net.get("img_statistics") is not None:
             raise UnsupportedConfigError("img_statistics (mean/std image normalisation) is not supported; "
                                          "no released VPT model uses it")
+        if net.get("img_shape") is None:  # the official default (None) fails in ImpalaCNN
+            raise ConfigError("img_shape (height, width, 3) is required")
         kw = {k: v for k, v in net.items() if k in known}
         for k in ("impala_chans", "img_shape"):
             if k in kw and kw[k] is not None:
@@ -164,9 +177,13 @@ class PolicyConfig:
             raise ConfigError(f"attention_mask_style must be 'clipped_causal' or 'none', "
                               f"got {_short(self.attention_mask_style)}")
         for name in ("scale_input_img", "first_conv_norm", "use_pointwise_layer", "pointwise_use_activation",
-                     "recurrence_is_residual", "use_pre_lstm_ln"):
+                     "recurrence_is_residual", "use_pre_lstm_ln", "single_output"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {_short(getattr(self, name))}")
+        if self.single_output:
+            # The official MinecraftAgentPolicy then unpacks the one latent (B, t, hidsize) as a (pi, value) pair.
+            raise UnsupportedConfigError("single_output=True is not supported for a policy (the official "
+                                         "MinecraftAgentPolicy cannot run it either)")
         _check_int("hidsize", self.hidsize, 1, MAX_HIDSIZE)
         _check_int("attention_heads", self.attention_heads, 1, self.hidsize)
         if self.hidsize % self.attention_heads:
@@ -176,8 +193,10 @@ class PolicyConfig:
             raise ConfigError("a transformer config needs 'timesteps'")
         _check_int("timesteps", self.timesteps, 1, MAX_ATTENTION_MEMORY)
         _check_int("attention_memory_size", self.attention_memory_size, 1, MAX_ATTENTION_MEMORY)
-        if self.maxlen <= 0:
-            raise ConfigError(f"attention_memory_size - timesteps must be > 0, got {self.maxlen}")
+        if self.maxlen < 0 or (self.maxlen == 0 and self.attention_mask_style != "none"):
+            # No memory (0) is valid without a mask: each chunk then attends within itself.
+            raise ConfigError(f"attention_memory_size - timesteps must be > 0 (>= 0 with attention_mask_style "
+                              f"'none'), got {self.maxlen}")
         if self.use_pointwise_layer:
             _check_int("pointwise_ratio", self.pointwise_ratio, 1, MAX_POINTWISE_RATIO)
         lo, hi = TEMPERATURE_RANGE
@@ -196,8 +215,9 @@ class PolicyConfig:
             _check_int(f"img_shape[{i}]", side, 1, MAX_IMAGE_SIDE)
         if self.img_shape[2] != 3 or isinstance(self.img_shape[2], bool):
             raise ConfigError(f"img_shape must be (height, width, 3), got {_short(self.img_shape)}")
-        if not isinstance(self.impala_chans, tuple) or not 1 <= len(self.impala_chans) <= MAX_STACKS:
-            raise ConfigError(f"impala_chans must be a list of 1 to {MAX_STACKS} integers, got "
+        if not isinstance(self.impala_chans, tuple) or len(self.impala_chans) > MAX_STACKS:
+            # An empty list is valid: no conv stacks, the dense layer reads the pixels.
+            raise ConfigError(f"impala_chans must be a list of at most {MAX_STACKS} integers, got "
                               f"{_short(self.impala_chans)}")
         for i, c in enumerate(self.impala_chans):
             _check_int(f"impala_chans[{i}]", c, 1, MAX_CHANNELS)
@@ -209,14 +229,24 @@ class PolicyConfig:
         norm = self.init_norm_kwargs
         if not isinstance(norm, Mapping):
             raise ConfigError(f"init_norm_kwargs must be a dict, got {_short(norm)}")
-        unknown = set(norm) - {"batch_norm", "batch_norm_kwargs", "group_norm_groups", "layer_norm"}
+        if "use_activation" in norm:  # the official layers take it (ReLU on/off for every conv and dense layer)
+            raise UnsupportedConfigError(f"init_norm_kwargs.use_activation={_short(norm['use_activation'])} "
+                                         "is not supported")
+        unknown = set(norm) - set(INIT_NORM_KWARGS)
         if unknown:
             raise ConfigError(f"init_norm_kwargs has unknown keys {sorted(map(str, unknown))}")
         if norm.get("batch_norm"):
-            raise UnsupportedConfigError("batch_norm=True convolution layers are not supported")
+            raise UnsupportedConfigError("init_norm_kwargs.batch_norm=True (BatchNorm2d convolution layers) is "
+                                         "not supported")
         if not isinstance(norm.get("layer_norm", False), bool):
             raise ConfigError(f"init_norm_kwargs.layer_norm must be true or false, got {_short(norm['layer_norm'])}")
         groups = norm.get("group_norm_groups")
+        if norm.get("layer_norm") and self.chans and (groups is None or not self.first_conv_norm):
+            # Officially a convolution without a GroupNorm then gets nn.LayerNorm(in_channels) over the image's
+            # *width* axis (an error unless the width equals the channel count). Dense layers are fine.
+            raise UnsupportedConfigError("init_norm_kwargs.layer_norm=True is not supported unless "
+                                         "group_norm_groups is set and first_conv_norm=True (the official "
+                                         "convolutions would normalise the image width)")
         if groups is not None:
             _check_int("init_norm_kwargs.group_norm_groups", groups, 1, MAX_CHANNELS)
             normed_inputs = list(self.chans) + ([self.img_shape[2]] if self.first_conv_norm else [])
@@ -226,6 +256,12 @@ class PolicyConfig:
         extra = self.impala_kwargs
         if not isinstance(extra, Mapping):
             raise ConfigError(f"impala_kwargs must be a dict, got {_short(extra)}")
+        taken = sorted(str(k) for k in extra if k in IMPALA_KWARGS_TAKEN)
+        if taken:
+            raise ConfigError(f"impala_kwargs may not set {taken}: the network sets them itself")
+        ignored = sorted(str(k) for k in extra if k not in IMPALA_KWARGS)
+        if ignored:
+            logger.debug("ignoring impala_kwargs the network does not use (as the official code): %s", ignored)
         if not isinstance(extra.get("pool", True), bool):
             raise ConfigError(f"impala_kwargs.pool must be true or false, got {_short(extra['pool'])}")
         post = extra.get("post_pool_groups")
@@ -256,7 +292,7 @@ class PolicyConfig:
         n = 0
         for i, c_out in enumerate(self.chans):
             n += conv(c, c_out, groups is not None and (self.first_conv_norm if i == 0 else True))
-            n += 2 * c_out if (pool and post is not None) else 0
+            n += 2 * c_out if post is not None else 0  # the post-pool GroupNorm exists even without pooling
             n += 4 * conv(c_out, c_out, groups is not None)  # two residual blocks of two convs
             c = c_out
             if pool:

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .attention import LayerMemory
-from .config import PolicyConfig
+from .config import ConfigError, PolicyConfig, UnsupportedConfigError
 from .errors import VPTError
 from .frames import preprocess_pov
 from .heads import CategoricalHead
@@ -69,7 +69,7 @@ class IDMConfig(PolicyConfig):
     @classmethod
     def from_kwargs(cls, net: Mapping[str, Any], temperature: float = 1.0) -> "IDMConfig":
         if "first_conv_norm" in net:
-            raise ValueError("an IDM config must not set first_conv_norm (it follows from conv3d_params)")
+            raise ConfigError("an IDM config must not set first_conv_norm (it follows from conv3d_params)")
         return super().from_kwargs(dict(net, first_conv_norm=net.get("conv3d_params") is not None), temperature)
 
     @classmethod
@@ -86,29 +86,32 @@ class IDMConfig(PolicyConfig):
         return int(p["inchan"]), int(p["outchan"]), _triple(p["kernel_size"])
 
     def validate(self) -> None:
-        # The policy's checks, on a copy without the two IDM-specific differences: the CNN input has the conv's
-        # channel count, and memory may be empty (memory == timesteps) when the mask is "none".
-        bump = 1 if (self.maxlen == 0 and self.attention_mask_style == "none") else 0
-        PolicyConfig.validate(dataclasses.replace(
-            self, img_shape=(*self.img_shape[:2], 3), attention_memory_size=self.attention_memory_size + bump))
+        # The policy's checks, on a copy without the IDM-specific differences: the CNN input has the conv's
+        # channel count, and single_output is harmless (the official InverseActionNet ignores it).
+        PolicyConfig.validate(dataclasses.replace(self, img_shape=(*self.img_shape[:2], 3), single_output=False))
         if self.conv3d_params is None:
             if self.img_shape[2] != 3:
-                raise ValueError(f"img_shape must be (height, width, 3) without conv3d_params, got {self.img_shape}")
+                raise ConfigError(f"img_shape must be (height, width, 3) without conv3d_params, got {self.img_shape}")
             return
+        if not isinstance(self.conv3d_params, Mapping):
+            raise ConfigError(f"conv3d_params must be a dict, got {type(self.conv3d_params).__name__}")
         missing = {"inchan", "outchan", "kernel_size"} - set(self.conv3d_params)
         if missing:
-            raise ValueError(f"conv3d_params lacks {sorted(missing)}")
+            raise ConfigError(f"conv3d_params lacks {sorted(missing)}")
         unknown = set(self.conv3d_params) - {"inchan", "outchan", "kernel_size", "padding"}
         if unknown:
-            raise NotImplementedError(f"unsupported conv3d_params: {sorted(unknown)}")
+            raise UnsupportedConfigError(f"unsupported conv3d_params: {sorted(map(str, unknown))}")
+        if self.init_norm_kwargs.get("layer_norm"):
+            # Officially the 3D conv keeps layer_norm: a LayerNorm(3) over the frames' width axis.
+            raise UnsupportedConfigError("init_norm_kwargs.layer_norm=True is not supported with conv3d_params")
         inchan, outchan, kernel = self.conv3d
         if inchan != 3:
-            raise ValueError(f"conv3d_params inchan must be 3 (RGB frames), got {inchan}")
+            raise ConfigError(f"conv3d_params inchan must be 3 (RGB frames), got {inchan}")
         if outchan != self.img_shape[2]:
-            raise ValueError(f"img_shape[2] ({self.img_shape[2]}) must equal conv3d_params outchan ({outchan})")
+            raise ConfigError(f"img_shape[2] ({self.img_shape[2]}) must equal conv3d_params outchan ({outchan})")
         if _triple(self.conv3d_params.get("padding", 0)) != tuple((k - 1) // 2 for k in kernel) or \
                 any(k % 2 == 0 for k in kernel):
-            raise NotImplementedError(
+            raise UnsupportedConfigError(
                 f"conv3d_params must be odd kernels with 'same' padding, got {self.conv3d_params}")
 
 

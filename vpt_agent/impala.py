@@ -36,7 +36,9 @@ class DownStack(nn.Module):
         super().__init__()
         self.firstconv = NormedLayer.conv3x3(c_in, c_out, norm_groups if first_conv_norm else None)
         self.pool = pool
-        self.n = GroupNorm(post_pool_groups, c_out) if (pool and post_pool_groups is not None) else None
+        # The official stack builds this norm whenever post_pool_groups is set, but applies it only after a pool
+        # (so without pooling it is in the state_dict, unused).
+        self.n = GroupNorm(post_pool_groups, c_out) if post_pool_groups is not None else None
         self.blocks = nn.ModuleList(
             [ResidualBlock(c_out, norm_groups, init_scale / math.sqrt(n_blocks)) for _ in range(n_blocks)]
         )

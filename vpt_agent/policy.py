@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .attention import LayerMemory, TransformerStack
-from .config import PolicyConfig
+from .config import IMPALA_KWARGS, PolicyConfig
 from .heads import ActionHead, ValueHead
 from .impala import ImpalaCNN
 from .layers import NormedLayer
@@ -39,10 +39,8 @@ class ImageEncoder(nn.Module):
         norm_groups = cfg.init_norm_kwargs.get("group_norm_groups")
         # Dense layers swap the conv norm for a LayerNorm (official dense_init_norm_kwargs rule).
         dense_ln = bool(norm_groups is not None or cfg.init_norm_kwargs.get("layer_norm"))
-        extra = dict(cfg.impala_kwargs)
-        unknown = set(extra) - {"post_pool_groups", "pool"}
-        if unknown:
-            raise NotImplementedError(f"unsupported impala_kwargs: {sorted(unknown)}")
+        # Other impala_kwargs are ignored, as by the official code (PolicyConfig.validate refuses harmful ones).
+        extra = {k: v for k, v in cfg.impala_kwargs.items() if k in IMPALA_KWARGS}
         self.cnn = ImpalaCNN(cfg.img_shape, cfg.chans, 256, n_blocks=2, norm_groups=norm_groups,
                              dense_layer_norm=dense_ln, first_conv_norm=cfg.first_conv_norm, **extra)
         self.linear = NormedLayer.linear(256, cfg.hidsize, layer_norm=dense_ln)
