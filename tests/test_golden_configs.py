@@ -4,8 +4,10 @@ The archive was made by tests/data/make_golden_configs.py running the official c
 (golden_helpers.weights_gen) over the official state_dict layout, make_obs frames resized to each
 config's img_shape. Covers pre-LSTM LayerNorm, activated non-residual pointwise layers, the "none"
 attention mask, no pointwise layer with GroupNorm(2) / post-pool groups, a 64x96 image with
-first_conv_norm, and chunked multi-frame forwards with a batch of two episodes that restart at
-different chunks.
+first_conv_norm, chunked multi-frame forwards with a batch of two episodes that restart at
+different chunks, and rarer settings the official constructors accept: no conv norms under the "none" mask,
+no memory (attention_memory_size == timesteps) with pool=False (its post-pool GroupNorm is in the state_dict,
+unused) and unscaled pixels, and no CNN stacks at all (the dense layer reads the pixels) with layer_norm.
 """
 from __future__ import annotations
 

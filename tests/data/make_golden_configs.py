@@ -76,6 +76,23 @@ CONFIGS: Dict[str, Dict[str, Any]] = {
         temperature=2.0, seed=15, steps=25, reset_at=[9], full_rows=[0, 9, 24]),
     "f_chunked_b2": dict(net=BASE, temperature=1.0, seed=11, chunk_lens=[4, 7, 1, 10, 3, 6],
                          first=[[1, 0, 0, 1, 0, 0], [1, 0, 1, 0, 0, 1]], full_rows=[0, 12, 31 + 12, 31 + 30]),
+    # Rarer settings the official constructors accept (added after a-f; those are unchanged).
+    "g_chunked_mask_none_no_norms": dict(
+        net=dict(BASE, attention_mask_style="none", init_norm_kwargs={}, img_shape=[32, 24, 3],
+                 impala_chans=[8, 8], impala_kwargs={"post_pool_groups": 1, "unused_by_the_network": 1},
+                 n_recurrence_layers=2),
+        temperature=1.0, seed=21, chunk_lens=[3, 8, 1, 5], first=[[1, 0, 0, 1], [1, 0, 1, 0]],
+        full_rows=[0, 12, 17 + 11]),
+    "h_chunked_no_memory_no_pool_unscaled": dict(
+        net=dict(BASE, attention_mask_style="none", attention_memory_size=10, img_shape=[10, 8, 3],
+                 scale_input_img=False, impala_chans=[4, 8], impala_kwargs={"pool": False, "post_pool_groups": 2},
+                 n_recurrence_layers=2),
+        temperature=1.0, seed=17, chunk_lens=[3, 8, 1, 5], first=[[1, 0, 0, 1], [1, 0, 1, 0]],
+        full_rows=[0, 12, 17 + 11]),
+    "i_no_cnn_stacks_layer_norm": dict(
+        net=dict(BASE, impala_chans=[], init_norm_kwargs={"layer_norm": True}, img_shape=[12, 16, 3],
+                 only_img_input=False, n_recurrence_layers=2),
+        temperature=0.7, seed=18, steps=25, reset_at=[9], full_rows=[0, 9, 24]),
 }
 
 
