@@ -132,3 +132,26 @@ def test_golden_detects_adamw(golden):
 
     with pytest.raises(AssertionError):
         _compare(golden, _train(golden, adamw))
+
+
+def test_recordings_can_be_read_as_the_official_loader_reads_them(tmp_path):
+    """The official loader truncates camera degrees to integers; ``RecordingSource(options=...)`` can too."""
+    from train_fixtures import _env, record
+
+    from vpt_agent.data import ReadOptions
+    from vpt_agent.train.batches import RecordingSource, episode_targets
+    from vpt_agent.train.targets import action_targets
+
+    cameras = [(0.9, 0.0), (2.7, -1.95), (-0.45, 12.3), (0.0, 0.0)]
+    actions = [_env(["forward"], c) for c in cameras]
+    frames = np.full((len(actions), 32, 32, 3), 90, np.uint8)
+    record(tmp_path, [(frames, actions)])
+    official = ReadOptions(integer_camera=True, length_mismatch="truncate")
+    truncated = [_env(["forward"], np.trunc(np.float32(c))) for c in cameras]
+    want = action_targets(truncated)
+    got = episode_targets(RecordingSource(tmp_path, (32, 32, 3), options=official), 0)
+    np.testing.assert_array_equal(got.camera, want.camera)
+    np.testing.assert_array_equal(got.buttons, want.buttons)
+    default = episode_targets(RecordingSource(tmp_path, (32, 32, 3)), 0)
+    assert (default.camera != want.camera).sum() >= 2  # the intended degrees: a different target
+    assert len(list(RecordingSource(tmp_path, (32, 32, 3), options=official).frames(0))) == len(actions)

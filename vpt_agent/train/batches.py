@@ -94,13 +94,17 @@ class RecordingSource(EpisodeSource):
 
     Actions (the jsonl, parsed with the official loader's semantics) are read up front, so a bad line or a
     frame/line count mismatch fails before training starts; frames are decoded lazily, one at a time.
+    ``options`` (:class:`vpt_agent.data.ReadOptions`) picks where the official loader's accidents are
+    reproduced; ``ReadOptions(integer_camera=True, length_mismatch="truncate")`` is that loader bit for bit
+    (its camera degrees truncated toward zero: every move under 1 degree becomes the null camera).
     """
 
-    def __init__(self, paths: Any, frame_shape: Sequence[int] = (128, 128, 3)):
+    def __init__(self, paths: Any, frame_shape: Sequence[int] = (128, 128, 3), options: Any = None):
         from .. import data
 
         self.files = list(data.find_recordings(paths))
         self.frame_shape = tuple(int(s) for s in frame_shape)  # type: ignore[assignment]
+        self.options = options if options is not None else data.ReadOptions()
         self._actions: Dict[int, Any] = {}
 
     def __len__(self) -> int:
@@ -113,7 +117,7 @@ class RecordingSource(EpisodeSource):
         from .. import data
 
         if i not in self._actions:
-            self._actions[i] = data.load_actions(self.files[i])
+            self._actions[i] = data.load_actions(self.files[i], self.options)
         return self._actions[i]
 
     def actions(self, i: int) -> Sequence[Mapping[str, Any]]:
@@ -124,7 +128,8 @@ class RecordingSource(EpisodeSource):
 
         h, w = self.frame_shape[:2]
         acts = self._recording_actions(i)
-        return (frame for frame, _ in data.iter_recording(self.files[i], size=(h, w), actions=acts))
+        return (frame for frame, _ in data.iter_recording(self.files[i], size=(h, w), options=self.options,
+                                                          actions=acts))
 
     def __getstate__(self) -> Dict[str, Any]:
         return {**self.__dict__, "_actions": {}}  # workers re-parse only the episodes they read
