@@ -41,25 +41,32 @@ def test_predict_returns_minerl_actions(idm):
 
 
 def test_consecutive_calls_continue_the_video(idm):
+    """Each call is one forward pass, as the official predict_actions; the next call continues the video."""
     frames = video_frames(20, seed=1)
-    whole = idm.predict_arrays(frames)  # chunks of timesteps (8): 8 + 8 + 4
-    idm.reset()
     parts = [idm.predict_arrays(frames[a:b]) for a, b in ((0, 8), (8, 16), (16, 20))]
-    np.testing.assert_array_equal(whole.logp_buttons, np.concatenate([p.logp_buttons for p in parts]))
-    np.testing.assert_array_equal(whole.camera_bins, np.concatenate([p.camera_bins for p in parts]))
     assert all(m.keys.shape[1] == 0 for m in idm._state)  # memory == timesteps: nothing carried
+    for (a, b), p in zip(((0, 8), (8, 16), (16, 20)), parts):
+        idm.reset()
+        np.testing.assert_array_equal(idm.predict_arrays(frames[a:b]).logp_buttons, p.logp_buttons)
+    idm.reset()
+    whole = idm.predict_arrays(frames)  # 20 frames > timesteps (8): still one pass over all of them
+    assert np.abs(whole.logp_buttons[:8] - parts[0].logp_buttons).max() > 1e-4
 
 
-def test_attention_sees_the_future_within_a_chunk_only(idm):
-    """Non-causal within a chunk: a changed later frame changes earlier outputs of its chunk, not other chunks."""
+def test_attention_sees_the_future_within_a_call_only(idm):
+    """Non-causal within a call: a changed later frame changes earlier outputs of its call, not earlier calls."""
     frames = video_frames(16, seed=2)
-    base = idm.predict_arrays(frames).logp_buttons
+    base = np.concatenate([idm.predict_arrays(frames[:8]).logp_buttons, idm.predict_arrays(frames[8:]).logp_buttons])
     changed = frames.copy()
     changed[14] = 255 - changed[14]
     idm.reset()
-    after = idm.predict_arrays(changed).logp_buttons
-    assert np.abs(after[8:12] - base[8:12]).max() > 1e-4  # same chunk, before the change
-    np.testing.assert_array_equal(after[:8], base[:8])  # previous chunk untouched
+    after = np.concatenate([idm.predict_arrays(changed[:8]).logp_buttons,
+                            idm.predict_arrays(changed[8:]).logp_buttons])
+    assert np.abs(after[8:12] - base[8:12]).max() > 1e-4  # same call, before the change
+    np.testing.assert_array_equal(after[:8], base[:8])  # previous call untouched
+    idm.reset()
+    one_call = idm.predict_arrays(changed).logp_buttons
+    assert np.abs(one_call[:8] - after[:8]).max() > 1e-4  # all 16 frames in one call: frame 14 is seen by all
 
 
 @torch.no_grad()

@@ -13,8 +13,8 @@ policy it sees the future too:
 
 Official quirks reproduced: ``lastlayer`` and ``pre_lstm_ln`` exist in the state_dict but are never applied;
 stack 0's first conv is normalised whenever a 3D conv is configured. The released ``4x_idm.model`` has
-``attention_memory_size == timesteps``, i.e. no memory between chunks: each call of ``predict`` on at most
-``timesteps`` frames is one official forward pass.
+``attention_memory_size == timesteps``, i.e. no memory between calls: each call of ``predict`` is one official
+forward pass over all its frames (attention over all of them, also beyond ``timesteps``).
 """
 from __future__ import annotations
 
@@ -251,10 +251,11 @@ class VPTIDM:
     """An inverse dynamics model: video frames in, the MineRL actions that produced them out.
 
     ``predict(frames)`` labels consecutive frames of one video; later calls continue the same video (memory
-    carried, as the official ``predict_actions``); ``reset()`` starts a new one. Frames are cut into chunks of at
-    most ``config.timesteps`` (128 for 4x) frames, each one forward pass: a call on <= 128 frames is exactly the
-    official call. For whole videos use ``python -m vpt_agent.label``, which gives every frame context on both
-    sides (see docs/idm.md).
+    carried, as the official ``predict_actions``); ``reset()`` starts a new one. Each call is one forward pass
+    over all its frames, exactly the official ``IDMAgent.predict_actions`` call: every frame attends to every
+    other of the call, so results depend on how a video is cut into calls (the official script uses 128 frames;
+    the model was trained on ``config.timesteps``, 128 for 4x). For whole videos use ``python -m
+    vpt_agent.label`` (see docs/idm.md).
     """
 
     def __init__(self, policy: InverseActionPolicy, device: Union[str, torch.device] = "auto",
@@ -324,15 +325,14 @@ class VPTIDM:
     def predict_arrays(self, frames: np.ndarray) -> IDMPrediction:
         """As :meth:`predict`, returning arrays (argmax buttons/camera bins and log-probs)."""
         x = self.prepare(frames)
+        if len(x) > self.config.timesteps:
+            logger.info("IDM call on %d frames, more than the %d it was trained on: one forward pass over all of "
+                        "them, as the official predict_actions", len(x), self.config.timesteps)
         if self._state is None:
             self._state = self.policy.initial_state(1, self.device)
-        parts = []
-        for s in range(0, len(x), self.config.timesteps):
-            chunk = torch.from_numpy(x[s:s + self.config.timesteps]).to(self.device)[None]
-            out = self.policy(chunk, self._state, frame_batch=self.frame_batch)
-            self._state = out.state
-            parts.append({k: v[0] for k, v in out.logp.items()})
-        return self.prediction({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+        out = self.policy(torch.from_numpy(x).to(self.device)[None], self._state, frame_batch=self.frame_batch)
+        self._state = out.state
+        return self.prediction({k: v[0] for k, v in out.logp.items()})
 
     @torch.inference_mode()
     def predict_windows(self, windows: torch.Tensor) -> Dict[str, torch.Tensor]:
