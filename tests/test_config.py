@@ -96,8 +96,11 @@ def test_parameter_limit_is_checked_before_allocation():
 
 
 def test_unsupported_settings_stay_not_implemented():
-    with pytest.raises(UnsupportedConfigError):
-        PolicyConfig.from_kwargs(dict(SMALL, recurrence_type="lstm"))
+    for kind in ("lstm", "multi_masked_lstm", "none", "Transformer", None, ["transformer"]):
+        # "multi_masked_lstm" and "none" pass the official assertion but build blocks without a recurrence.
+        with pytest.raises(UnsupportedConfigError, match="recurrence_type") as e:
+            PolicyConfig.from_kwargs(dict(SMALL, recurrence_type=kind))
+        assert "multi_layer_bilstm" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(NotImplementedError, match="batch_norm"):
         PolicyConfig.from_kwargs(dict(SMALL, init_norm_kwargs={"batch_norm": True}))
 
@@ -117,6 +120,8 @@ def test_unsupported_settings_stay_not_implemented():
     {"attention_mask_style": "none", "attention_memory_size": 5},
     {"attention_mask_style": "none", "attention_memory_size": 4},  # no memory at all
     {"impala_kwargs": {"pool": False, "post_pool_groups": 2}, "img_shape": [6, 5, 3]},
+    {"recurrence_type": "multi_layer_lstm"},
+    {"recurrence_type": "multi_layer_bilstm", "n_recurrence_layers": 3, "use_pointwise_layer": False},
 ])
 def test_num_parameters_equals_the_built_network(change):
     cfg = PolicyConfig.from_kwargs(dict(SMALL, **change))
@@ -131,9 +136,28 @@ def test_size_names_come_from_the_size_table():
     assert official_net_kwargs("1x")["hidsize"] == VPT_SIZES["1x"][0]
 
 
+@pytest.mark.parametrize("kind", ["multi_layer_lstm", "multi_layer_bilstm"])
+def test_lstm_recurrences_are_accepted_without_attention_settings(kind):
+    """The official LSTM blocks read no attention setting nor timesteps: any value (even one a transformer would
+    refuse) is accepted and ignored, as by the official constructor."""
+    unused = {"timesteps": None, "attention_heads": 3, "attention_memory_size": 0, "attention_mask_style": "x"}
+    cfg = PolicyConfig.from_kwargs(dict(SMALL, recurrence_type=kind, **unused))
+    assert cfg.is_lstm and cfg.recurrence_type == kind
+    with torch.device("meta"):
+        policy = VPTPolicy(cfg)
+    keys = [k for k in policy.state_dict() if k.startswith("net.recurrent_layer.blocks.1.")]
+    assert keys == ["net.recurrent_layer.blocks.1." + k for k in (
+        "mlp0.norm.weight", "mlp0.norm.bias", "mlp0.layer.weight", "mlp1.layer.weight", "mlp1.layer.bias",
+        "pre_r_ln.weight", "pre_r_ln.bias", "r.weight_ih_l0", "r.weight_hh_l0", "r.bias_ih_l0", "r.bias_hh_l0")]
+    H = SMALL["hidsize"]
+    assert policy.state_dict()["net.recurrent_layer.blocks.1.r.weight_hh_l0"].shape == (4 * H, H)
+    with pytest.raises(ConfigError, match=r"hidsize must be in \[1"):  # the LSTM's own settings stay checked
+        PolicyConfig.from_kwargs(dict(SMALL, recurrence_type=kind, hidsize=0))
+
+
 @pytest.mark.parametrize("change, expected", [
-    ({"recurrence_type": "multi_layer_lstm"}, "recurrence_type='multi_layer_lstm'"),
-    ({"recurrence_type": "multi_layer_bilstm"}, "recurrence_type='multi_layer_bilstm'"),
+    ({"recurrence_type": "multi_masked_lstm"}, "recurrence_type='multi_masked_lstm'"),
+    ({"recurrence_type": "none"}, "recurrence_type='none'"),
     ({"single_output": True}, "single_output=True"),
     ({"init_norm_kwargs": {"group_norm_groups": 1, "use_activation": False}}, "init_norm_kwargs.use_activation=False"),
     ({"init_norm_kwargs": {"batch_norm": True}}, "init_norm_kwargs.batch_norm=True"),

@@ -8,6 +8,9 @@ first_conv_norm, chunked multi-frame forwards with a batch of two episodes that 
 different chunks, and rarer settings the official constructors accept: no conv norms under the "none" mask,
 no memory (attention_memory_size == timesteps) with pool=False (its post-pool GroupNorm is in the state_dict,
 unused) and unscaled pixels, and no CNN stacks at all (the dense layer reads the pixels) with layer_norm.
+The LSTM recurrences: "multi_layer_lstm" (residual, pointwise layer, pre-LSTM LayerNorm) stepped one frame at a
+time and in chunks, and a non-residual 3-block "multi_layer_bilstm" in chunks (its middle block runs each chunk
+backwards), both with a batch of two episodes restarting at different chunks and the state carried over.
 """
 from __future__ import annotations
 
@@ -110,6 +113,10 @@ def _replay_chunked(policy: VPTPolicy, g: Dict[str, np.ndarray]):
     return logp, torch.cat(values, dim=1).reshape(-1).double().numpy()
 
 
+def _is_lstm(net: dict) -> bool:
+    return net["recurrence_type"] != "transformer"
+
+
 def _cases():
     for name in _config_names():
         g = _golden(name)
@@ -117,9 +124,10 @@ def _cases():
             yield pytest.param(name, None, id=f"{name}")
             continue
         yield pytest.param(name, False, id=f"{name}-reset")
-        if _net_kwargs(g)["attention_mask_style"] == "clipped_causal":
+        net = _net_kwargs(g)
+        if _is_lstm(net) or net["attention_mask_style"] == "clipped_causal":
             # A first=True flag hides the old memory, which equals a fresh one under the causal mask only
-            # (the official "none" mask ignores first).
+            # (the official "none" mask ignores first); it zeroes an LSTM state, which is the fresh state.
             yield pytest.param(name, True, id=f"{name}-first-flag")
 
 
@@ -163,8 +171,8 @@ def test_key_layout_helper_agrees_with_official_on_standard_configs():
     for name in _config_names():
         g = _golden(name)
         net = _net_kwargs(g)
-        standard = (not net["use_pre_lstm_ln"] and net["use_pointwise_layer"] and not net.get("first_conv_norm")
-                    and net["init_norm_kwargs"].get("group_norm_groups") == 1
+        standard = (not _is_lstm(net) and not net["use_pre_lstm_ln"] and net["use_pointwise_layer"]
+                    and not net.get("first_conv_norm") and net["init_norm_kwargs"].get("group_norm_groups") == 1
                     and net["img_shape"][0] == net["img_shape"][1])
         if standard:
             assert sorted(official_keys({"net": net})) == sorted(_layout(g)), name
@@ -181,6 +189,33 @@ def test_golden_configs_exercise_actions_and_episodes():
         if str(g["mode"]) == "chunked":
             first = g["first"]
             assert first.shape[0] >= 2 and first[:, 0].all() and (first[0] != first[1]).any(), name
-            assert max(g["chunk_lens"]) > int(_net_kwargs(g)["attention_memory_size"] - _net_kwargs(g)["timesteps"])
+            net = _net_kwargs(g)
+            if not _is_lstm(net):  # chunks longer than the memory (an LSTM's state has no length)
+                assert max(g["chunk_lens"]) > int(net["attention_memory_size"] - net["timesteps"])
         else:
             assert max(g["reset_at"]) > 0, name
+
+
+def test_golden_configs_cover_both_lstm_recurrences_and_a_backwards_block():
+    """The archive holds the LSTM cases the tests above replay: chunks of both kinds, and a bilstm with a
+    backwards block (block 1) between forwards ones."""
+    kinds = {}
+    for name in _config_names():
+        g = _golden(name)
+        net = _net_kwargs(g)
+        kinds.setdefault(net["recurrence_type"], set()).add(str(g["mode"]))
+        if net["recurrence_type"] == "multi_layer_bilstm":
+            assert net["n_recurrence_layers"] >= 3 and max(g["chunk_lens"]) > 1, name
+            assert any(k.startswith("net.recurrent_layer.blocks.2.r.weight_hh_l0") for k in g["keys"].tolist())
+    assert kinds.get("multi_layer_lstm") == {"single", "chunked"}
+    assert kinds.get("multi_layer_bilstm") == {"chunked"}
+
+
+def test_bilstm_backwards_block_matters():
+    """Running the bilstm's middle block forwards changes the outputs: the golden test sees the direction."""
+    g = _golden("l_chunked_bilstm_3_nonresidual")
+    policy = _build(g)
+    assert [b.reverse for b in policy.net.recurrent_layer.blocks] == [False, True, False]
+    policy.net.recurrent_layer.blocks[1].reverse = False
+    logp, _ = _replay_chunked(policy, g)
+    assert np.abs(logp["camera"] - g["logp_camera"]).max() > 1e-2

@@ -27,7 +27,7 @@ def test_official_layout(size):
 
 def test_unsupported_config_is_a_clear_error():
     with pytest.raises(NotImplementedError, match="recurrence_type"):
-        PolicyConfig.from_kwargs(dict(VPT_NET_KWARGS, recurrence_type="multi_layer_lstm"))
+        PolicyConfig.from_kwargs(dict(VPT_NET_KWARGS, recurrence_type="multi_masked_lstm"))
     with pytest.raises(NotImplementedError, match="img_statistics"):
         PolicyConfig.from_kwargs(dict(VPT_NET_KWARGS, img_statistics="stats.npz"))
     with pytest.raises(ValueError, match="unknown model size"):

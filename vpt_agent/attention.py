@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -144,21 +144,42 @@ class MaskedAttention(nn.Module):
         return out, new_mem
 
 
-class TransformerBlock(nn.Module):
-    """``z = LN(x) + Attn(LN(x))``; ``out = z + MLP(z)``. The block input x itself is dropped (official quirk)."""
+class ResidualBlock(nn.Module):
+    """What every recurrent block (transformer or LSTM, official ``ResidualRecurrentBlock``) shares: the optional
+    pointwise MLP ``mlp0`` (LayerNorm -> linear H -> ratio*H -> ReLU) and ``mlp1`` (linear back to H), applied
+    after the recurrence with a residual when ``recurrence_is_residual``.
+
+    Subclasses register ``pre_r_ln`` and ``r`` after this ``__init__``, so the state_dict keys come in the
+    official order (mlp0, mlp1, pre_r_ln, r). ``self.scale`` is the init scale of ``r`` and ``mlp1``: the block's
+    share of the stack's scale, halved in variance when the MLP adds a second residual.
+    """
 
     def __init__(self, cfg: PolicyConfig, init_scale: float):
         super().__init__()
         H = cfg.hidsize
-        s = init_scale * (2 ** -0.5 if (cfg.use_pointwise_layer and cfg.recurrence_is_residual) else 1.0)
+        self.scale = init_scale * (2 ** -0.5 if (cfg.use_pointwise_layer and cfg.recurrence_is_residual) else 1.0)
         self.residual = cfg.recurrence_is_residual
         self.mlp0 = self.mlp1 = None
         if cfg.use_pointwise_layer:
             self.mlp0 = NormedLayer.linear(H, H * cfg.pointwise_ratio, layer_norm=True)
             self.mlp1 = NormedLayer.linear(H * cfg.pointwise_ratio, H, layer_norm=False,
-                                           activation=cfg.pointwise_use_activation, init_scale=s)
-        self.pre_r_ln = nn.LayerNorm(H)
-        self.r = MaskedAttention(H, cfg.attention_heads, cfg.maxlen, cfg.attention_mask_style, s)
+                                           activation=cfg.pointwise_use_activation, init_scale=self.scale)
+
+    def pointwise(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + MLP(x)`` (``MLP(x)`` when not residual); ``x`` itself without a pointwise layer."""
+        if self.mlp0 is None:
+            return x
+        h = self.mlp1(self.mlp0(x))
+        return x + h if self.residual else h
+
+
+class TransformerBlock(ResidualBlock):
+    """``z = LN(x) + Attn(LN(x))``; ``out = z + MLP(z)``. The block input x itself is dropped (official quirk)."""
+
+    def __init__(self, cfg: PolicyConfig, init_scale: float):
+        super().__init__(cfg, init_scale)
+        self.pre_r_ln = nn.LayerNorm(cfg.hidsize)
+        self.r = MaskedAttention(cfg.hidsize, cfg.attention_heads, cfg.maxlen, cfg.attention_mask_style, self.scale)
 
     def forward(self, x: torch.Tensor, first: torch.Tensor, mem: LayerMemory) -> Tuple[torch.Tensor, LayerMemory]:
         y = self.pre_r_ln(x)
@@ -167,22 +188,39 @@ class TransformerBlock(nn.Module):
 
     def after_attention(self, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """The rest of the block, given the normalised input ``y`` and the attention output ``a``."""
-        x = y + a
-        if self.mlp0 is not None:
-            h = self.mlp1(self.mlp0(x))
-            x = x + h if self.residual else h
-        return x
+        return self.pointwise(y + a)
 
 
-class TransformerStack(nn.Module):
-    """``n_recurrence_layers`` transformer blocks, each with its own memory."""
+class BlockStack(nn.Module):
+    """``n_recurrence_layers`` blocks (official ``ResidualRecurrentBlocks``) run in turn, each with its own state.
 
-    def __init__(self, cfg: PolicyConfig):
+    ``first`` is (B,) bool: the episode starts of the chunk's first step. Subclasses fill ``blocks`` and define
+    ``initial_state``.
+    """
+
+    def __init__(self, cfg: PolicyConfig, make_block: Callable[[int, float], nn.Module]):
         super().__init__()
         n = cfg.n_recurrence_layers
-        scale = n ** -0.5 if cfg.recurrence_is_residual else 1.0
-        self.blocks = nn.ModuleList([TransformerBlock(cfg, scale) for _ in range(n)])
-        self.maxlen, self.hidsize = cfg.maxlen, cfg.hidsize
+        scale = n ** -0.5 if cfg.recurrence_is_residual else 1.0  # each residual block adds 1/n of the variance
+        self.blocks = nn.ModuleList([make_block(i, scale) for i in range(n)])
+        self.hidsize = cfg.hidsize
+
+    def forward(self, x: torch.Tensor, first: torch.Tensor, state: List[Any]) -> Tuple[torch.Tensor, List[Any]]:
+        if len(state) != len(self.blocks):
+            raise ValueError(f"state has {len(state)} layers, the network has {len(self.blocks)}")
+        new_state = []
+        for block, s in zip(self.blocks, state):
+            x, s = block(x, first, s)
+            new_state.append(s)
+        return x, new_state
+
+
+class TransformerStack(BlockStack):
+    """Transformer blocks, each with its own key/value memory (:class:`LayerMemory`)."""
+
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__(cfg, lambda _i, scale: TransformerBlock(cfg, scale))
+        self.maxlen = cfg.maxlen
 
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype = torch.float32
                       ) -> List[LayerMemory]:
@@ -193,13 +231,3 @@ class TransformerStack(nn.Module):
                         torch.zeros(batch_size, self.maxlen, dtype=torch.bool, device=device))
             for _ in self.blocks
         ]
-
-    def forward(self, x: torch.Tensor, first: torch.Tensor, state: List[LayerMemory]
-                ) -> Tuple[torch.Tensor, List[LayerMemory]]:
-        if len(state) != len(self.blocks):
-            raise ValueError(f"state has {len(state)} layers, the network has {len(self.blocks)}")
-        new_state = []
-        for block, mem in zip(self.blocks, state):
-            x, mem = block(x, first, mem)
-            new_state.append(mem)
-        return x, new_state

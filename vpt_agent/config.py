@@ -35,6 +35,11 @@ TEMPERATURE_RANGE = (1e-3, 1e3)
 IMPALA_KWARGS = ("pool", "post_pool_groups")
 IMPALA_KWARGS_TAKEN = ("cnn_outsize", "output_size", "inshape", "chans", "outsize", "nblock", "init_norm_kwargs",
                        "dense_init_norm_kwargs", "first_conv_norm", "inchan", "outchan", "init_scale", "log_scope")
+#: ``recurrence_type`` values this package builds: the released models' transformer and the official LSTM stacks
+#: (one single-layer ``nn.LSTM`` per residual block; "bilstm" runs every second block backwards in time). The
+#: official code also names "multi_masked_lstm" and "none", but its blocks then have no recurrence to run.
+LSTM_RECURRENCES = ("multi_layer_lstm", "multi_layer_bilstm")
+RECURRENCES = ("transformer",) + LSTM_RECURRENCES
 #: ``init_norm_kwargs`` keys: the norms (``layer_norm``, ``batch_norm_kwargs`` are checked separately).
 INIT_NORM_KWARGS = ("batch_norm", "batch_norm_kwargs", "group_norm_groups", "layer_norm")
 
@@ -44,7 +49,7 @@ class ConfigError(VPTError, ValueError):
 
 
 class UnsupportedConfigError(VPTError, NotImplementedError):
-    """A valid official setting that this package does not implement (e.g. an LSTM policy)."""
+    """A valid official setting that this package does not implement (e.g. batch-normed convolutions)."""
 
 
 #: The released models' ``net.args`` (the official ``POLICY_KWARGS``, which is the 2x config).
@@ -105,6 +110,11 @@ class PolicyConfig:
     def maxlen(self) -> int:
         """Attention context L = memory size - timesteps (frames each query sees, itself included)."""
         return self.attention_memory_size - self.timesteps
+
+    @property
+    def is_lstm(self) -> bool:
+        """Whether the recurrence is an LSTM stack (``attention_*`` and ``timesteps`` are then unused)."""
+        return self.recurrence_type in LSTM_RECURRENCES
 
     @property
     def head_dim(self) -> int:
@@ -170,12 +180,10 @@ class PolicyConfig:
         Checks types and ranges first, then the total tensor size against :data:`MAX_PARAMETERS`; nothing is
         allocated.
         """
-        if self.recurrence_type != "transformer":
-            raise UnsupportedConfigError(f"recurrence_type={_short(self.recurrence_type)} is not supported; every "
-                                         "released VPT model uses 'transformer'")
-        if self.attention_mask_style not in ("clipped_causal", "none"):
-            raise ConfigError(f"attention_mask_style must be 'clipped_causal' or 'none', "
-                              f"got {_short(self.attention_mask_style)}")
+        if not isinstance(self.recurrence_type, str) or self.recurrence_type not in RECURRENCES:
+            raise UnsupportedConfigError(f"recurrence_type={_short(self.recurrence_type)} is not supported; "
+                                         f"expected one of {', '.join(RECURRENCES)} (every released VPT model "
+                                         "uses 'transformer')")
         for name in ("scale_input_img", "first_conv_norm", "use_pointwise_layer", "pointwise_use_activation",
                      "recurrence_is_residual", "use_pre_lstm_ln", "single_output"):
             if not isinstance(getattr(self, name), bool):
@@ -185,18 +193,9 @@ class PolicyConfig:
             raise UnsupportedConfigError("single_output=True is not supported for a policy (the official "
                                          "MinecraftAgentPolicy cannot run it either)")
         _check_int("hidsize", self.hidsize, 1, MAX_HIDSIZE)
-        _check_int("attention_heads", self.attention_heads, 1, self.hidsize)
-        if self.hidsize % self.attention_heads:
-            raise ConfigError(f"hidsize {self.hidsize} is not divisible by attention_heads {self.attention_heads}")
         _check_int("n_recurrence_layers", self.n_recurrence_layers, 1, MAX_RECURRENCE_LAYERS)
-        if self.timesteps is None:
-            raise ConfigError("a transformer config needs 'timesteps'")
-        _check_int("timesteps", self.timesteps, 1, MAX_ATTENTION_MEMORY)
-        _check_int("attention_memory_size", self.attention_memory_size, 1, MAX_ATTENTION_MEMORY)
-        if self.maxlen < 0 or (self.maxlen == 0 and self.attention_mask_style != "none"):
-            # No memory (0) is valid without a mask: each chunk then attends within itself.
-            raise ConfigError(f"attention_memory_size - timesteps must be > 0 (>= 0 with attention_mask_style "
-                              f"'none'), got {self.maxlen}")
+        if not self.is_lstm:  # the official LSTM blocks never read the attention settings nor timesteps
+            self._validate_attention()
         if self.use_pointwise_layer:
             _check_int("pointwise_ratio", self.pointwise_ratio, 1, MAX_POINTWISE_RATIO)
         lo, hi = TEMPERATURE_RANGE
@@ -207,6 +206,22 @@ class PolicyConfig:
         if n > MAX_PARAMETERS:
             raise ConfigError(f"this config describes a network of {n:,} parameters, more than the limit of "
                               f"{MAX_PARAMETERS:,} (vpt_agent.config.MAX_PARAMETERS; the 3x model has 531,520,958)")
+
+    def _validate_attention(self) -> None:
+        if self.attention_mask_style not in ("clipped_causal", "none"):
+            raise ConfigError(f"attention_mask_style must be 'clipped_causal' or 'none', "
+                              f"got {_short(self.attention_mask_style)}")
+        _check_int("attention_heads", self.attention_heads, 1, self.hidsize)
+        if self.hidsize % self.attention_heads:
+            raise ConfigError(f"hidsize {self.hidsize} is not divisible by attention_heads {self.attention_heads}")
+        if self.timesteps is None:
+            raise ConfigError("a transformer config needs 'timesteps'")
+        _check_int("timesteps", self.timesteps, 1, MAX_ATTENTION_MEMORY)
+        _check_int("attention_memory_size", self.attention_memory_size, 1, MAX_ATTENTION_MEMORY)
+        if self.maxlen < 0 or (self.maxlen == 0 and self.attention_mask_style != "none"):
+            # No memory (0) is valid without a mask: each chunk then attends within itself.
+            raise ConfigError(f"attention_memory_size - timesteps must be > 0 (>= 0 with attention_mask_style "
+                              f"'none'), got {self.maxlen}")
 
     def _validate_cnn(self) -> None:
         if not isinstance(self.img_shape, tuple) or len(self.img_shape) != 3:
@@ -300,8 +315,11 @@ class PolicyConfig:
         n += linear(c * h * w, 256, dense_ln) + linear(256, H, dense_ln)
         n += 2 * H if self.use_pre_lstm_ln else 0
         block = 2 * H  # pre_r_ln
-        block += 4 * H * H + 2 * H  # q (bias), k, v, proj (bias)
-        block += H * 10 * self.attention_heads + 10 * self.attention_heads + 10 * self.maxlen  # r_layer, b_nd
+        if self.is_lstm:
+            block += 2 * (4 * H * H + 4 * H)  # nn.LSTM: weight_ih and weight_hh (4 gates each), their biases
+        else:
+            block += 4 * H * H + 2 * H  # q (bias), k, v, proj (bias)
+            block += H * 10 * self.attention_heads + 10 * self.attention_heads + 10 * self.maxlen  # r_layer, b_nd
         if self.use_pointwise_layer:
             r = self.pointwise_ratio
             block += linear(H, H * r, True) + linear(H * r, H, False)

@@ -2,13 +2,13 @@
 
     frames (B, t, H, W, 3) uint8
       -> /255 -> ImpalaCNN -> dense (256) -> linear (hidsize)            net.img_process
-      -> [pre_lstm_ln] -> transformer blocks with memory                 net.recurrent_layer
+      -> [pre_lstm_ln] -> transformer or LSTM blocks with state          net.recurrent_layer
       -> ReLU -> lastlayer -> final_ln                                   net.lastlayer, net.final_ln
       -> pi_head (camera 121, buttons 8641 log-probs), value_head
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Union
 
 import torch
 from torch import nn
@@ -19,6 +19,10 @@ from .config import IMPALA_KWARGS, PolicyConfig
 from .heads import ActionHead, ValueHead
 from .impala import ImpalaCNN
 from .layers import NormedLayer
+from .lstm import LSTMStack, LSTMState
+
+#: One block's recurrent state: the transformer's key/value memory or the LSTM's (h, c).
+BlockState = Union[LayerMemory, LSTMState]
 
 
 #: Frames per image-encoder call on a CPU (see ``MinecraftPolicy.encode``).
@@ -28,7 +32,7 @@ CPU_ENCODE_CHUNK = 4
 class PolicyOutput(NamedTuple):
     logp: Dict[str, torch.Tensor]  # "camera": (B, t, 121), "buttons": (B, t, 8641), tempered log-probs
     value: torch.Tensor  # (B, t)
-    state: List[LayerMemory]
+    state: List[BlockState]
 
 
 class ImageEncoder(nn.Module):
@@ -58,20 +62,20 @@ class MinecraftPolicy(nn.Module):
         self.scale = 255.0 if cfg.scale_input_img else 1.0
         self.img_process = ImageEncoder(cfg)
         self.pre_lstm_ln = nn.LayerNorm(cfg.hidsize) if cfg.use_pre_lstm_ln else None
-        self.recurrent_layer = TransformerStack(cfg)
+        self.recurrent_layer = LSTMStack(cfg) if cfg.is_lstm else TransformerStack(cfg)
         dense_ln = self.img_process.linear.norm is not None
         self.lastlayer = NormedLayer.linear(cfg.hidsize, cfg.hidsize, layer_norm=dense_ln)
         self.final_ln = nn.LayerNorm(cfg.hidsize)
 
-    def forward(self, frames: torch.Tensor, first: torch.Tensor, state: List[LayerMemory]
-                ) -> tuple[torch.Tensor, List[LayerMemory]]:
+    def forward(self, frames: torch.Tensor, first: torch.Tensor, state: List[BlockState]
+                ) -> tuple[torch.Tensor, List[BlockState]]:
         B, t = frames.shape[:2]
         x = self.encode(frames.reshape(B * t, *frames.shape[2:])).view(B, t, -1)
         x, state = self.recurrent_layer(x, first, state)
         return self.decode(x), state
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) uint8 frames -> (N, hidsize) transformer input."""
+        """(N, H, W, 3) uint8 frames -> (N, hidsize) recurrence input."""
         if frames.device.type == "cpu" and len(frames) > CPU_ENCODE_CHUNK:
             # On a CPU, a few frames' activations stay in the caches: a 1x batch of 8 encodes ~13% faster per
             # frame in chunks of 4 than at once (2-core AMD EPYC, 1 or 2 threads). Frames are independent here.
@@ -84,7 +88,7 @@ class MinecraftPolicy(nn.Module):
         return x
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Transformer output -> the latent the heads read."""
+        """Recurrence output -> the latent the heads read."""
         return self.final_ln(self.lastlayer(F.relu(x)))
 
 
@@ -99,13 +103,13 @@ class VPTPolicy(nn.Module):
         self.pi_head = ActionHead(cfg.hidsize, cfg.temperature)
 
     def initial_state(self, batch_size: int, device: Optional[torch.device] = None,
-                      dtype: torch.dtype = torch.float32) -> List[LayerMemory]:
-        """Empty recurrent memory for ``batch_size`` independent episodes."""
+                      dtype: torch.dtype = torch.float32) -> List[BlockState]:
+        """Empty recurrent state for ``batch_size`` independent episodes (one entry per block)."""
         if device is None:
             device = next(self.parameters()).device
         return self.net.recurrent_layer.initial_state(batch_size, device, dtype)
 
-    def forward(self, frames: torch.Tensor, first: torch.Tensor, state: List[LayerMemory]) -> PolicyOutput:
+    def forward(self, frames: torch.Tensor, first: torch.Tensor, state: List[BlockState]) -> PolicyOutput:
         """``frames``: (B, t, H, W, 3) uint8 RGB at the config's ``img_shape``; ``first``: (B, t) bool.
 
         Only ``first[:, 0]`` can reset memory (as in the official model); a True later in a chunk is

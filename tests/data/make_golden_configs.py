@@ -15,6 +15,7 @@ Per config ``name`` the archive holds ``name/<field>`` entries:
 * ``net_kwargs`` (JSON), ``temperature``, ``weights_seed``, ``obs_seed``, ``mode`` ("single" | "chunked"),
   ``keys`` / ``shapes`` (JSON) - the official state_dict layout;
 * single-step mode: ``reset_at`` (steps before which a fresh initial state is used), outputs per step;
+  (for an LSTM config the official initial state is ``None`` per block);
 * chunked mode: ``chunk_lens``, ``first`` (B, n_chunks) flags for ``first[:, 0]`` of each chunk,
   outputs per (batch, step) flattened batch-major;
 * outputs: ``logp_camera`` (N, 121) complete; ``logp_buttons_full`` (len(full_rows), 8641) at rows
@@ -93,6 +94,23 @@ CONFIGS: Dict[str, Dict[str, Any]] = {
         net=dict(BASE, impala_chans=[], init_norm_kwargs={"layer_norm": True}, img_shape=[12, 16, 3],
                  only_img_input=False, n_recurrence_layers=2),
         temperature=0.7, seed=18, steps=25, reset_at=[9], full_rows=[0, 9, 24]),
+    # LSTM recurrences (added after a-i; those are unchanged). The attention settings and timesteps are unused
+    # by the official LSTM blocks: timesteps None (the constructor default) shows they need none.
+    "j_lstm_residual_preln": dict(
+        net=dict(BASE, recurrence_type="multi_layer_lstm", timesteps=None, use_pre_lstm_ln=True,
+                 n_recurrence_layers=2, img_shape=[32, 32, 3], impala_chans=[8, 16]),
+        temperature=1.0, seed=31, steps=20, reset_at=[8], full_rows=[0, 8, 19]),
+    "k_chunked_lstm_b2": dict(
+        net=dict(BASE, recurrence_type="multi_layer_lstm", timesteps=None, n_recurrence_layers=2,
+                 img_shape=[32, 32, 3], impala_chans=[8, 16]),
+        temperature=1.0, seed=32, chunk_lens=[3, 8, 1, 5], first=[[1, 0, 0, 1], [1, 0, 1, 0]],
+        full_rows=[0, 12, 17 + 11]),
+    # Three blocks: the middle one runs backwards in time within each chunk, the outer two forwards.
+    "l_chunked_bilstm_3_nonresidual": dict(
+        net=dict(BASE, recurrence_type="multi_layer_bilstm", recurrence_is_residual=False,
+                 pointwise_use_activation=True, pointwise_ratio=2, img_shape=[32, 32, 3], impala_chans=[8, 16]),
+        temperature=1.5, seed=33, chunk_lens=[3, 8, 1, 5], first=[[1, 0, 0, 1], [1, 0, 1, 0]],
+        full_rows=[0, 12, 17 + 11]),
 }
 
 

@@ -10,11 +10,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 import torch
 
-from ..attention import LayerMemory
+from ..policy import BlockState
 
 CHECKPOINT = "checkpoint.pt"
 FINAL_WEIGHTS = "final.weights"
@@ -52,12 +52,27 @@ def official_state_dict(policy: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
 
 
-def state_to_cpu(state: List[LayerMemory]) -> List[List[torch.Tensor]]:
+def state_to_cpu(state: Sequence[BlockState]) -> List[List[torch.Tensor]]:
+    """Each block's state as a plain list of tensors (what ``torch.load(weights_only=True)`` reads back)."""
     return [[t.detach().to("cpu") for t in mem] for mem in state]
 
 
-def state_from_saved(saved: List[List[torch.Tensor]], device: torch.device) -> List[LayerMemory]:
-    return [LayerMemory(*(t.to(device) for t in mem)) for mem in saved]
+def state_from_saved(saved: List[List[torch.Tensor]], device: torch.device, like: Sequence[BlockState]
+                     ) -> List[BlockState]:
+    """The saved state on ``device``, each block's tensors in the type of ``like``'s (the policy's initial state:
+    ``LayerMemory`` for a transformer, ``LSTMState`` for an LSTM), shapes checked against it."""
+    from .batches import TrainDataError
+
+    if len(saved) != len(like) or any(len(s) != len(ref) for s, ref in zip(saved, like)):
+        raise TrainDataError(f"the checkpoint's recurrent state ({len(saved)} blocks) does not fit this network "
+                             f"({len(like)} blocks of {type(like[0]).__name__ if like else 'nothing'})")
+    restored = []
+    for s, ref in zip(saved, like):
+        if any(t.shape != r.shape for t, r in zip(s, ref)):
+            raise TrainDataError(f"the checkpoint's recurrent state has shapes {[tuple(t.shape) for t in s]}, "
+                                 f"this run's are {[tuple(r.shape) for r in ref]}")
+        restored.append(type(ref)(*(t.to(device) for t in s)))
+    return restored
 
 
 def save_checkpoint(out: Path, payload: Mapping[str, Any]) -> Path:

@@ -1,7 +1,8 @@
 """The behavioural-cloning loop: windows of recordings -> VPTPolicy -> NLL -> AdamW, with checkpoints.
 
-Per step: B lanes x T frames go through the policy in one call, with each lane's transformer memory carried
-over from its previous window (detached: truncated BPTT) and reset where a lane starts an episode
+Per step: B lanes x T frames go through the policy in one call, with each lane's recurrent state (transformer
+memory or LSTM (h, c)) carried over from its previous window (detached: truncated BPTT) and reset where a lane
+starts an episode
 (``first``). The loss is the mean NLL of the recorded joint actions over the real (unpadded) steps.
 """
 from __future__ import annotations
@@ -21,10 +22,9 @@ import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..agent import resolve_device, resolve_dtype
-from ..attention import LayerMemory
 from ..errors import VPTError
 from ..loading import load_model_config, load_state_dict, read_state_dict
-from ..policy import VPTPolicy
+from ..policy import BlockState, VPTPolicy
 from . import checkpoint as ckpt
 from .batches import Batch, EpisodeSource, RecordingSource, TrainDataError, WindowLoader
 from .config import TrainConfig
@@ -133,13 +133,14 @@ def batch_tensors(batch: Batch, device: torch.device) -> Dict[str, torch.Tensor]
     }
 
 
-def detach_state(state: List[LayerMemory]) -> List[LayerMemory]:
-    return [LayerMemory(*(t.detach() for t in mem)) for mem in state]
+def detach_state(state: List[BlockState]) -> List[BlockState]:
+    """Each block's state (a LayerMemory or an LSTMState, kept as such) cut from the autograd graph."""
+    return [type(mem)(*(t.detach() for t in mem)) for mem in state]
 
 
 def train_step(policy: VPTPolicy, optimizer: torch.optim.Optimizer, params: List[torch.nn.Parameter],
-               t: Dict[str, torch.Tensor], state: List[LayerMemory], grad_clip: float,
-               autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor, List[LayerMemory]]:
+               t: Dict[str, torch.Tensor], state: List[BlockState], grad_clip: float,
+               autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor, List[BlockState]]:
     """One optimizer step on one batch. Returns (loss, pre-clip gradient norm, detached next state)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast:
@@ -285,7 +286,7 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         loader.load_state_dict(saved["loader"])
-        state = ckpt.state_from_saved(saved["state"], device)
+        state = ckpt.state_from_saved(saved["state"], device, like=state)
         step = int(saved["step"])
         meter.loss_sum, meter.frames, meter.steps = saved["meter"]
         ckpt.truncate_metrics(out, step)
