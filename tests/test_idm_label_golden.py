@@ -19,8 +19,12 @@ import pytest
 
 from golden_helpers.obs_gen import make_obs
 from golden_helpers.weights_gen import make_tensor
-from vpt_agent.action_mapping import BUTTONS
+from idm_helpers import write_video
+from vpt_agent.action_mapping import BUTTONS, CAMERA_NULL_BIN
+from vpt_agent.data import find_recordings, load_actions
 from vpt_agent.idm import IDMConfig, InverseActionPolicy, VPTIDM
+from vpt_agent.idm_actions import env_to_idm
+from vpt_agent.label import LabelConfig, label_videos
 from vpt_agent.loading import load_state_dict
 
 DATA = Path(__file__).parent / "data" / "golden_idm_label.npz"
@@ -85,3 +89,21 @@ def test_predict_one_official_call_at_a_time(name):
     assert (np.array([[a[k] for k in BUTTONS] for a in actions]) == g["env_buttons"]).all()
     camera = np.stack([a["camera"] for a in actions])
     assert (camera == g["env_camera"].astype(np.float32)).all()  # float32 of the official float64 bin centres
+
+
+@pytest.mark.parametrize("name", ["nomem_short", "nomem_rem", "mem_calls"])  # calls > timesteps: mem_calls
+def test_label_official_mode_matches_the_official_script(name, tmp_path):
+    """``label --official --n-frames N`` on the video: every frame's label equals the official script's."""
+    g = _golden(name)
+    video = write_video(tmp_path / "v.mp4", _frames(g), fps=20)
+    out = tmp_path / "out"
+    label_videos(LabelConfig(videos=[str(video)], out=str(out), official=True, n_frames=int(g["n_frames"]),
+                             device="cpu", progress=False), idm=_idm(g))
+    (rec,) = find_recordings(out)
+    loaded = load_actions(rec)
+    assert loaded.num_lines == int(g["num_frames"])
+    buttons, bins = env_to_idm(loaded.actions)
+    keep = loaded.frame_index
+    assert (buttons == g["env_buttons"][keep]).all() and (bins == _official_bins(g)[keep]).all()
+    skipped = np.setdiff1d(np.arange(int(g["num_frames"])), keep)  # null actions in the official labels too
+    assert not g["env_buttons"][skipped].any() and (_official_bins(g)[skipped] == CAMERA_NULL_BIN).all()

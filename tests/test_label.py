@@ -134,6 +134,54 @@ def test_failure_mid_run_leaves_no_half_written_pair(idm_files, videos, tmp_path
     assert not any(p.name.endswith(".partial") for p in out.iterdir())
 
 
+def test_official_mode_is_back_to_back_calls_with_memory_carried(idm_files, videos, tmp_path):
+    """--official: calls of --n-frames frames to one IDM per video (memory carried), the last call on the frames
+    left; a video ending on a call boundary and one shorter than a call are finished too."""
+    out = tmp_path / "out"
+    summary = label_videos(_config(idm_files, videos, out, official=True, n_frames=7))
+    assert summary["labelled"] == 3
+    idm = VPTIDM.from_files(*idm_files, device="cpu")
+    recs = {r.name: r for r in find_recordings(out)}
+    differs_from_windows = 0
+    for name, calls in (("a_long", (7, 7, 7)), ("b_short", (6,)), ("c_30fps", (7, 1))):
+        source = read_video_rgb(next(videos.glob(name + ".*")))
+        if name == "c_30fps":
+            source = [source[i] for i in resample_indices(len(source), 30.0)]
+        source = np.stack(source)
+        assert len(source) == sum(calls)
+        idm.reset()
+        expected = [idm.predict_arrays(source[s - n:s]) for n, s in zip(calls, np.cumsum(calls))]
+        buttons = np.concatenate([p.buttons for p in expected])
+        bins = np.concatenate([p.camera_bins for p in expected])
+        loaded = load_actions(recs[name])
+        got_b, got_c = env_to_idm(loaded.actions)
+        assert (got_b == buttons[loaded.frame_index]).all() and (got_c == bins[loaded.frame_index]).all(), name
+        windowed = _expected_labels(idm, source)
+        differs_from_windows += int((windowed[0] != buttons).any() or (windowed[1] != bins).any())
+    assert differs_from_windows  # the two procedures really label differently
+
+
+def test_official_mode_from_the_command_line(idm_files, videos, tmp_path, capsys):
+    model, weights = map(str, idm_files)
+    base = ["--model", model, "--weights", weights, "--videos", str(videos / "a_long.mp4"), "--device", "cpu",
+            "--no-progress"]
+    for extra, message in ((["--official", "--stride", "4"], "--stride"), (["--n-frames", "4"], "--official"),
+                           (["--official", "--n-frames", "0"], "--n-frames")):
+        code, err = _run_cli(base + ["--out", str(tmp_path / "bad")] + extra, capsys)
+        assert code == 2 and err.startswith("error: ") and message in err, (extra, err)
+    assert not (tmp_path / "bad").exists()
+    assert _run_cli(base + ["--out", str(tmp_path / "a"), "--official", "--n-frames", "7"], capsys)[0] == 0
+    assert _run_cli(base + ["--out", str(tmp_path / "b"), "--official"], capsys)[0] == 0  # 128: one call
+    idm = VPTIDM.from_files(*idm_files, device="cpu")
+    source = np.stack(read_video_rgb(videos / "a_long.mp4"))
+    for out, calls in ((tmp_path / "a", (0, 7, 14, 21)), (tmp_path / "b", (0, 21))):
+        idm.reset()
+        parts = [idm.predict_arrays(source[a:b]) for a, b in zip(calls[:-1], calls[1:])]
+        loaded = load_actions(find_recordings(out)[0])
+        got_b, _ = env_to_idm(loaded.actions)
+        assert (got_b == np.concatenate([p.buttons for p in parts])[loaded.frame_index]).all(), out
+
+
 # ----------------------------------------------------------------------------- bad input
 def _run_cli(args, capsys):
     code = main(args)

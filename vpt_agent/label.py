@@ -13,6 +13,9 @@ contractor data.
   frame takes its label from the window where it has the most context on its poorer side. With the default
   stride each frame (except the first/last quarter window of a video) sees >= 32 frames (1.6 s) on both
   sides, at twice the compute of back-to-back chunks (which is what the official demo does).
+* **Official procedure** (``--official``): as the official ``run_inverse_dynamics_model.py``, back-to-back calls
+  of ``--n-frames`` (128) frames to one IDM whose memory carries from call to call, the last call on the frames
+  left: every frame's label equals the official script's (tested against its outputs).
 * **Batched**: windows of several videos go through the network together (GPU when present).
 * **Resumable**: a video whose ``NAME.mp4`` and ``NAME.jsonl`` are both in OUT is skipped. Outputs are written
   under temporary names and renamed (video first, jsonl last), so a killed run leaves no complete-looking pair.
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 PROG = "python -m vpt_agent.label"
 FPS = 20.0  # VPT recordings are 20 Hz
 FPS_TOLERANCE = 0.05
+OFFICIAL_N_FRAMES = 128  # frames per predict_actions call in the official run_inverse_dynamics_model.py
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 PARTIAL = ".partial"
 
@@ -72,7 +76,13 @@ class LabelConfig:
     weights: Optional[str] = field(default=None, metadata={"help": "IDM .weights/.safetensors file (with --model)"})
     stride: Optional[int] = field(default=None, metadata={
         "help": "frames between window starts (default: half the model's window, 64 for 4x)"})
-    batch: int = field(default=4, metadata={"help": "windows per forward pass"})
+    official: bool = field(default=False, metadata={
+        "help": "label as the official run_inverse_dynamics_model.py: back-to-back calls of --n-frames frames, "
+                "memory carried from call to call, the last call on the frames left (no overlapping windows)"})
+    n_frames: Optional[int] = field(default=None, metadata={
+        "help": f"frames per call with --official (the official script's --n-frames; default {OFFICIAL_N_FRAMES})"})
+    batch: int = field(default=4, metadata={
+        "help": "windows per forward pass (--official: one call at a time, as the official script)"})
     frame_batch: int = field(default=256, metadata={
         "help": "frames through the CNN at once (bounds memory; does not change results beyond fp32 rounding)"})
     fps: Optional[float] = field(default=None, metadata={
@@ -369,8 +379,11 @@ def label_videos(config: LabelConfig, idm: Optional[Any] = None) -> Dict[str, An
     if not todo:
         return summary
     idm = idm if idm is not None else _load_idm(config)
-    window = idm.config.timesteps
-    stride = config.stride or max(1, window // 2)
+    if config.official:
+        window = stride = config.n_frames or OFFICIAL_N_FRAMES
+    else:
+        window = idm.config.timesteps
+        stride = config.stride or max(1, window // 2)
     if not 1 <= stride <= window:
         raise LabelError(f"--stride must be between 1 and the window ({window}), got {stride}")
     out.mkdir(parents=True, exist_ok=True)
@@ -395,7 +408,10 @@ def label_videos(config: LabelConfig, idm: Optional[Any] = None) -> Dict[str, An
         for job in todo:
             video = PendingVideo(job, window, stride)
             open_videos.append(video)
-            _stream_windows(video, batcher, size)
+            if config.official:
+                _stream_calls(video, idm, size, on_done)
+            else:
+                _stream_windows(video, batcher, size)
         batcher.flush()
     except BaseException:
         for video in open_videos:
@@ -432,6 +448,36 @@ def _stream_windows(video: PendingVideo, batcher: WindowBatcher, size: Tuple[int
     batcher.on_done(video, starts[-1], 0)  # finishes the video if its windows have all been run already
 
 
+def _stream_calls(video: PendingVideo, idm: Any, size: Tuple[int, int], on_done) -> None:
+    """Decode one video and label it as the official script does: calls of ``video.window`` frames to the IDM,
+    its memory reset for the video and carried from call to call, the last call on the frames left."""
+    idm.reset()
+    chunk: List[np.ndarray] = []
+    count = 0
+
+    def call() -> None:
+        start = count - len(chunk)
+        prediction = idm.predict_arrays(np.stack(chunk))
+        video.predictions[start] = (prediction.buttons, prediction.camera_bins)
+        on_done(video, start, len(chunk))
+        chunk.clear()
+
+    for full, small in _prefetch(iter_frames(video.job, size, keep_full=video.encoder is not None)):
+        video.write_frame(full)
+        chunk.append(small)
+        count += 1
+        if len(chunk) == video.window:
+            call()
+    if count == 0:
+        raise LabelError(f"{video.job.source}: the video has no frames that can be decoded")
+    video.num_frames = count
+    video.expected_windows = len(range(0, count, video.window))
+    if chunk:
+        call()  # the frames left; this also finishes the video
+    else:
+        on_done(video, count, 0)
+
+
 def _check(config: LabelConfig, need_model: bool = True) -> Path:
     if not config.out:
         raise LabelError("--out: an output directory is required")
@@ -440,6 +486,12 @@ def _check(config: LabelConfig, need_model: bool = True) -> Path:
         raise LabelError(f"--out {out}: exists and is not a directory")
     if config.batch < 1 or config.frame_batch < 1:
         raise LabelError("--batch and --frame-batch must be >= 1")
+    if config.official and config.stride is not None:
+        raise LabelError("--stride applies to overlapping windows, not to --official (use --n-frames)")
+    if config.n_frames is not None and not config.official:
+        raise LabelError("--n-frames applies only with --official")
+    if config.n_frames is not None and config.n_frames < 1:
+        raise LabelError(f"--n-frames must be >= 1, got {config.n_frames}")
     if config.fps is not None and config.fps <= 0:
         raise LabelError(f"--fps must be > 0, got {config.fps}")
     if config.idm and (config.model or config.weights):
