@@ -45,6 +45,17 @@ def test_batched_lstm_agent_equals_single_agents_with_staggered_episode_starts(k
     assert_batched_equals_single_agents(lambda: VPTAgent(policy, device="cpu"))
 
 
+def test_step_engine_refuses_lstm_configs():
+    from vpt_agent.config import UnsupportedConfigError
+    from vpt_agent.inference import StepEngine, supports
+
+    policy = _policy()
+    assert policy.cfg.attention_mask_style == "clipped_causal"  # the unused default: supports() must not stop there
+    assert not supports(policy)
+    with pytest.raises(UnsupportedConfigError):
+        StepEngine(policy, 1)
+
+
 def test_lstm_agent_runs_eagerly_with_one_state_per_env():
     agent = VPTAgent(_policy(), device="cpu", compile=True)
     assert not agent.compiled and not agent.cuda_graph  # the step engine is for transformer configs

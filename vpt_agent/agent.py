@@ -123,10 +123,9 @@ class VPTAgent:
         if compile and self.device.type != "cpu":
             raise AgentError(f"compile=True is for CPU steps (CUDA steps replay a CUDA graph), got {self.device}")
         #: Whether steps replay a captured CUDA graph (default: on CUDA, when the engine supports the config).
-        self.cuda_graph = ((self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph))
-                           and _engine_runs(policy))
+        self.cuda_graph = (self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph)) and supports(policy)
         #: Whether CPU steps run compiled with frozen weights (``compile``; needs the engine's config too).
-        self.compiled = bool(compile) and _engine_runs(policy)
+        self.compiled = bool(compile) and supports(policy)
         # Frames arrive as NHWC, so convolutions see channels-last inputs; channels-last conv weights spare a
         # weight re-layout on every call (same results, ~1.8 ms less per 1x step on CPU).
         self.policy = policy.to(self.device, memory_format=torch.channels_last)
@@ -302,7 +301,7 @@ class VPTAgent:
         if self._batch is not None and not all(first):
             raise AgentError(f"batch size changed from {self._batch} to {batch} mid-episode; "
                              "call reset() or pass first=True for every env")
-        if _engine_runs(self.policy):
+        if supports(self.policy):
             if self._engine is None or self._engine.batch_size != batch:
                 self._engine = None  # free the old buffers (and graph) before allocating new ones
                 self._engine = StepEngine(self.policy, batch, cuda_graph=self.cuda_graph, compile=self.compiled)
@@ -333,12 +332,6 @@ class VPTAgent:
         # Safe to overwrite: _launch waited for the previous step (and so for its upload) first.
         preprocess_batch(obs_list, (h, w), out=self._host_frames.numpy())
         return self._host_frames
-
-
-def _engine_runs(policy: VPTPolicy) -> bool:
-    """Whether steps go through the :class:`StepEngine`: transformer configs it supports. LSTM configs run the
-    eager path (``inference.supports`` looks at the attention mask only, which an LSTM config leaves unused)."""
-    return not policy.cfg.is_lstm and supports(policy)
 
 
 def _cpu_has_fast_bf16() -> bool:

@@ -22,8 +22,8 @@ activations into a few C++ loops (fp32 steps at B=1: 1.15x on a 16-core AMX Xeon
 bf16 steps gained nothing, see docs/performance.md). The compiled code holds its own copy of the weights: changing
 the policy's parameters afterwards needs a new engine.
 
-Only the ``clipped_causal`` attention mask (every released VPT model) is supported; the ``"none"`` mask sees one
-more column than the ring holds, and the agent uses the eager path for it.
+Only transformers with the ``clipped_causal`` attention mask (every released VPT model) are supported; the
+``"none"`` mask sees one more column than the ring holds, and the agent uses the eager path for it (as for LSTMs).
 """
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ class StepOutput(NamedTuple):
 
 
 def supports(policy: VPTPolicy) -> bool:
-    """Whether :class:`StepEngine` can run this policy (the clipped-causal mask of all released models)."""
-    return policy.cfg.attention_mask_style == "clipped_causal"
+    """Whether :class:`StepEngine` can run this policy: a transformer with the clipped-causal mask (every released
+    model). LSTM configs and the ``"none"`` mask run the eager path."""
+    return not policy.cfg.is_lstm and policy.cfg.attention_mask_style == "clipped_causal"
 
 
 def cast_for_inference(policy: VPTPolicy, dtype: torch.dtype) -> VPTPolicy:
@@ -76,7 +77,8 @@ class StepEngine:
 
     def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False, compile: bool = False):
         if not supports(policy):
-            raise UnsupportedConfigError("StepEngine needs attention_mask_style='clipped_causal'")
+            raise UnsupportedConfigError("StepEngine needs a transformer with attention_mask_style='clipped_causal' "
+                                         "(other configs run eagerly)")
         cfg = policy.cfg
         self.policy = policy
         self.batch_size = B = batch_size
