@@ -3,7 +3,7 @@
 Rows (each in a fresh subprocess, so its peak memory is its own):
 
 * ``bptt``: one step of ``vpt_agent.train`` - B lanes x T frames through ``VPTPolicy`` with carried memory,
-  BC loss, backward, clip 5.0, AdamW (``trainer.train_step``); fp32 or bf16 autocast; with or without
+  BC loss, backward, clip 5.0, Adam (``trainer.train_step``); fp32 or bf16 autocast; with or without
   gradient checkpointing.
 * ``single``: the official ``behavioural_cloning.py`` scheme - 8 samples of one frame each, a forward and a
   backward per sample (memory carried, detached), then clip + optimizer step. On our network by default
@@ -138,8 +138,11 @@ def run_single(case: Dict[str, Any]) -> Dict[str, Any]:
             out = policy(frame, first, state)
             return action_nll(out.logp, b, c).sum(), out.state
 
+    from vpt_agent.train.config import TrainConfig
+    from vpt_agent.train.optim import make_optimizer
+
     params = list(policy.parameters())
-    opt = torch.optim.AdamW(params, lr=1.81e-4, weight_decay=0.039428)
+    opt, _ = make_optimizer(params, TrainConfig())
     states = [_initial_state(policy, case) for _ in range(n)]
 
     def step(states):

@@ -155,3 +155,14 @@ def test_recordings_can_be_read_as_the_official_loader_reads_them(tmp_path):
     default = episode_targets(RecordingSource(tmp_path, (32, 32, 3)), 0)
     assert (default.camera != want.camera).sum() >= 2  # the intended degrees: a different target
     assert len(list(RecordingSource(tmp_path, (32, 32, 3), options=official).frames(0))) == len(actions)
+
+
+def test_official_loader_flag_reads_recordings_as_the_official_loader():
+    """``--official-loader`` is what the CLI offers for the options above; without it recordings read as intended."""
+    from vpt_agent.data import ReadOptions
+    from vpt_agent.train.config import parse_config
+    from vpt_agent.train.trainer import read_options
+
+    assert read_options(parse_config(["--official-loader"])) == ReadOptions(integer_camera=True,
+                                                                            length_mismatch="truncate")
+    assert read_options(parse_config([])) == ReadOptions()

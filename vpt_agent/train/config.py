@@ -30,6 +30,9 @@ class TrainConfig:
     null_actions: str = _opt("keep", "keep | skip steps whose action is null in the agent's action space "
                              "(skip: the VPT paper's rule; keep: what the official behavioural_cloning.py does)",
                              choices=("keep", "skip"))
+    official_loader: bool = _opt(False, "read recordings as the official data_loader.py does, accidents included: "
+                                 "camera degrees truncated toward zero (every move under 1 degree becomes the "
+                                 "null camera), frame/line count mismatches truncated instead of refused")
     grad_clip: float = _opt(5.0, "clip the global gradient norm to this (0: off)")
     warmup: int = _opt(0, "linear learning-rate warm-up over this many steps", metavar="N")
     device: str = _opt("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))

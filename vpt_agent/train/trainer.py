@@ -1,4 +1,4 @@
-"""The behavioural-cloning loop: windows of recordings -> VPTPolicy -> NLL -> AdamW, with checkpoints.
+"""The behavioural-cloning loop: windows of recordings -> VPTPolicy -> NLL -> Adam, with checkpoints.
 
 Per step: B lanes x T frames go through the policy in one call, with each lane's recurrent state (transformer
 memory or LSTM (h, c)) carried over from its previous window (detached: truncated BPTT) and reset where a lane
@@ -29,6 +29,7 @@ from . import checkpoint as ckpt
 from .batches import Batch, EpisodeSource, RecordingSource, TrainDataError, WindowLoader
 from .config import TrainConfig
 from .loss import action_nll, bc_loss
+from .optim import make_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +105,15 @@ def enable_grad_checkpointing(policy: VPTPolicy, cnn_chunk: int = 32) -> None:
         block._vpt_checkpointed = True
 
 
-def make_optimizer(params: List[torch.nn.Parameter], cfg: TrainConfig
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with a linear warm-up of ``cfg.warmup`` steps, then a constant learning rate."""
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(0, cfg.warmup)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
-    return opt, sched
+def read_options(cfg: TrainConfig) -> Any:
+    """How recordings are read: as intended (default), or with ``--official-loader`` as the official
+    ``data_loader.py`` reads them, accidents included (camera degrees truncated toward zero, a frame/line count
+    mismatch truncated instead of refused)."""
+    from ..data import ReadOptions
+
+    if cfg.official_loader:
+        return ReadOptions(integer_camera=True, length_mismatch="truncate")
+    return ReadOptions()
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -258,9 +261,9 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
     if source is None:
         if not cfg.data:
             raise TrainConfigError("--data is required")
-        source = RecordingSource(cfg.data, img_shape)
+        source = RecordingSource(cfg.data, img_shape, read_options(cfg))
     if val_source is None and cfg.val_data:
-        val_source = RecordingSource(cfg.val_data, img_shape)
+        val_source = RecordingSource(cfg.val_data, img_shape, read_options(cfg))
     for s in (source, val_source):
         if s is not None and tuple(s.frame_shape) != tuple(img_shape):
             raise TrainDataError(f"{s.name(0)}: frames are {tuple(s.frame_shape)}, the model wants {tuple(img_shape)}")
