@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -17,22 +17,27 @@ TINY_NET: Dict = dict(IDM_4X_NET_KWARGS, attention_heads=2, attention_memory_siz
                       impala_width=0.5, img_shape=[16, 16, 4],
                       conv3d_params={"inchan": 3, "kernel_size": [5, 1, 1], "outchan": 4, "padding": [2, 0, 0]})
 
+#: The same with a two-block "multi_layer_bilstm" recurrence (block 1 runs backwards in time).
+TINY_LSTM_NET: Dict = dict(TINY_NET, recurrence_type="multi_layer_bilstm")
+
 
 def tiny_config() -> IDMConfig:
     return IDMConfig.from_kwargs(TINY_NET)
 
 
-def write_tiny_idm(directory: Path, seed: int = 0) -> Tuple[Path, Path]:
-    """``tiny.model`` + ``tiny.weights`` with random weights whose heads are sharpened (varied predictions)."""
+def write_tiny_idm(directory: Path, seed: int = 0, net: Optional[Dict] = None) -> Tuple[Path, Path]:
+    """``tiny.model`` + ``tiny.weights`` (of ``net``, default :data:`TINY_NET`) with random weights whose heads
+    are sharpened (varied predictions)."""
+    net = TINY_NET if net is None else net
     torch.manual_seed(seed)
-    policy = InverseActionPolicy(tiny_config())
+    policy = InverseActionPolicy(IDMConfig.from_kwargs(net))
     with torch.no_grad():
         for head in policy.pi_head.values():
             head.linear_layer.weight.mul_(30.0)
             head.linear_layer.bias.normal_(0, 0.5)
     model = directory / "tiny.model"
     weights = directory / "tiny.weights"
-    args = {"net": {"args": TINY_NET}, "pi_head_opts": {"temperature": 1.0}}
+    args = {"net": {"args": net}, "pi_head_opts": {"temperature": 1.0}}
     model.write_bytes(pickle.dumps({"model": {"args": args}}))
     torch.save(policy.state_dict(), weights)
     return model, weights

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vpt_agent
-from idm_helpers import TINY_NET, tiny_config, video_frames, write_tiny_idm
+from idm_helpers import TINY_LSTM_NET, TINY_NET, tiny_config, video_frames, write_tiny_idm
 from vpt_agent.action_mapping import MINERL_ACTION_KEYS
 from vpt_agent.idm import IDMConfig, IDMError, InverseActionPolicy, VPTIDM, load_idm_config
 from vpt_agent.loading import ModelFileError, WeightsMismatchError
@@ -67,6 +67,30 @@ def test_attention_sees_the_future_within_a_call_only(idm):
     idm.reset()
     one_call = idm.predict_arrays(changed).logp_buttons
     assert np.abs(one_call[:8] - after[:8]).max() > 1e-4  # all 16 frames in one call: frame 14 is seen by all
+
+
+@pytest.mark.parametrize("recurrence", ["multi_layer_lstm", "multi_layer_bilstm"])
+def test_lstm_idm_carries_its_state_from_call_to_call(recurrence, tmp_path):
+    """An LSTM IDM (no attention settings, no timesteps: unused) on calls of any length: (h, c) carries forward;
+    a changed later frame reaches earlier frames of its call only through the bilstm's backwards block."""
+    net = {k: v for k, v in dict(TINY_LSTM_NET, recurrence_type=recurrence).items()
+           if not k.startswith("attention") and k != "timesteps"}
+    idm = VPTIDM.from_files(*write_tiny_idm(tmp_path, seed=4, net=net), device="cpu")
+    frames = video_frames(16, seed=5)
+    first_call = idm.predict_arrays(frames[:4]).logp_buttons
+    second_call = idm.predict_arrays(frames[4:]).logp_buttons  # 12 frames
+    assert all(s.h.shape == s.c.shape == (1, 1, net["hidsize"]) for s in idm._state)
+    idm.reset()
+    assert np.abs(idm.predict_arrays(frames[4:]).logp_buttons - second_call).max() > 1e-4  # the state mattered
+    changed = frames.copy()
+    changed[15] = 255 - changed[15]
+    idm.reset()
+    np.testing.assert_array_equal(idm.predict_arrays(changed[:4]).logp_buttons, first_call)
+    after = idm.predict_arrays(changed[4:]).logp_buttons
+    early = np.abs(after[:8] - second_call[:8]).max()  # frames 4..11: beyond the 3D conv's reach of frame 15
+    assert (early > 1e-4) if recurrence == "multi_layer_bilstm" else (early == 0), early
+    with pytest.raises(NotImplementedError, match="recurrence_type"):
+        IDMConfig.from_kwargs(dict(TINY_LSTM_NET, recurrence_type="multi_masked_lstm"))
 
 
 @torch.no_grad()

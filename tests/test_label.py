@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from idm_helpers import video_frames, write_tiny_idm, write_video
+from idm_helpers import TINY_LSTM_NET, video_frames, write_tiny_idm, write_video
 from vpt_agent.action_mapping import CAMERA_NULL_BIN
 from vpt_agent.data import find_recordings, load_actions
 from vpt_agent.data.video import read_video_rgb
@@ -180,6 +180,54 @@ def test_official_mode_from_the_command_line(idm_files, videos, tmp_path, capsys
         loaded = load_actions(find_recordings(out)[0])
         got_b, _ = env_to_idm(loaded.actions)
         assert (got_b == np.concatenate([p.buttons for p in parts])[loaded.frame_index]).all(), out
+
+
+def _labels(out, name: str):
+    """(buttons, camera bins) per frame of OUT/NAME, as the data loader reads them back."""
+    loaded = load_actions(next(r for r in find_recordings(out) if r.name == name))
+    assert (loaded.frame_index == np.arange(len(loaded.frame_index))).all()
+    return env_to_idm(loaded.actions)
+
+
+def test_lstm_idm_labels_by_both_procedures(tmp_path, videos, capsys):
+    """A bidirectional-LSTM IDM from the command line: overlapping windows each from a fresh state, and --official
+    with its (h, c) carried from call to call; without ``timesteps`` in its config the windows are 128 frames."""
+    idm_dir = tmp_path / "idm"
+    idm_dir.mkdir()
+    source = np.stack(read_video_rgb(videos / "a_long.mp4"))
+    base = ["--videos", str(videos / "a_long.mp4"), "--device", "cpu", "--no-progress"]
+    no_timesteps = {k: v for k, v in TINY_LSTM_NET.items() if k != "timesteps"}
+    for net, name in ((TINY_LSTM_NET, "lstm"), (no_timesteps, "lstm_no_timesteps")):
+        model, weights = write_tiny_idm(idm_dir, seed=3, net=net)
+        idm = VPTIDM.from_files(model, weights, device="cpu")
+        assert idm.config.is_lstm
+        files = ["--model", str(model), "--weights", str(weights)]
+        for official in (False, True):
+            out = tmp_path / f"{name}_{official}"
+            code, err = _run_cli(base + files + ["--out", str(out)] + (["--official", "--n-frames", "7"]
+                                                                        if official else []), capsys)
+            assert code == 0, err
+            if official:  # calls of 7 frames, state carried
+                idm.reset()
+                parts = [idm.predict_arrays(source[a:a + 7]) for a in range(0, len(source), 7)]
+                buttons = np.concatenate([p.buttons for p in parts])
+                bins = np.concatenate([p.camera_bins for p in parts])
+            elif "timesteps" in net:
+                buttons, bins = _expected_labels(idm, source)
+            else:  # one window of 128 frames: the whole video from a fresh state
+                idm.reset()
+                p = idm.predict_arrays(source)
+                buttons, bins = p.buttons, p.camera_bins
+            got_b, got_c = _labels(out, "a_long")
+            assert (got_b == buttons).all() and (got_c == bins).all(), (name, official)
+    # The state carried between calls matters: restarting it every call labels differently.
+    idm.reset()
+    carried = np.concatenate([idm.predict_arrays(source[a:a + 7]).buttons for a in range(0, 21, 7)])
+    fresh = []
+    for a in range(0, 21, 7):
+        idm.reset()
+        fresh.append(idm.predict_arrays(source[a:a + 7]).buttons)
+    assert (carried != np.concatenate(fresh)).any()
 
 
 # ----------------------------------------------------------------------------- bad input

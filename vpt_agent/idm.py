@@ -7,7 +7,7 @@ policy it sees the future too:
       -> /255 -> 3D conv over time (kernel 5, same padding, ReLU)      net.conv3d_layer
       -> ImpalaCNN -> dense (256) -> linear (hidsize)                  net.img_process
       -> transformer blocks, attention mask "none" (every frame of     net.recurrent_layer
-         the chunk sees every other, past and future)
+         the chunk sees every other, past and future), or LSTMs
       -> ReLU -> final_ln                                              net.final_ln
       -> pi_head: 20 independent buttons (2-way), camera 2 x 11 bins   pi_head.buttons, pi_head.camera
 
@@ -15,6 +15,12 @@ Official quirks reproduced: ``lastlayer`` and ``pre_lstm_ln`` exist in the state
 stack 0's first conv is normalised whenever a 3D conv is configured. The released ``4x_idm.model`` has
 ``attention_memory_size == timesteps``, i.e. no memory between calls: each call of ``predict`` is one official
 forward pass over all its frames (attention over all of them, also beyond ``timesteps``).
+
+The official ``InverseActionNet`` is built on ``MinecraftPolicy``, so it also takes the policy's LSTM
+recurrences ("multi_layer_lstm", "multi_layer_bilstm"; :mod:`vpt_agent.lstm`); ours does the same, with the
+``(h, c)`` state carried from call to call. The official ``IDMAgent`` cannot carry it: it passes ``first`` as
+(N, 1) zeros, which the LSTM reads as N videos, so every call after a video's first fails unless it has one
+frame. Ours computes what the official ``InverseActionPolicy.predict`` computes with ``first`` of shape (B, N).
 """
 from __future__ import annotations
 
@@ -29,7 +35,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import LayerMemory
 from .config import ConfigError, PolicyConfig, UnsupportedConfigError
 from .errors import VPTError
 from .frames import preprocess_pov
@@ -38,7 +43,7 @@ from .idm_actions import IDM_HEADS, idm_to_env
 from .layers import NormedLayer
 from .loading import (LoadReport, PathLike, WeightsMismatchError, load_model_config,
                       load_state_dict, read_state_dict)
-from .policy import MinecraftPolicy
+from .policy import BlockState, MinecraftPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +139,7 @@ class IDMError(VPTError, ValueError):
 # ----------------------------------------------------------------------------- network
 class IDMOutput(NamedTuple):
     logp: Dict[str, torch.Tensor]  # "buttons": (B, T, 20, 2), "camera": (B, T, 2, 11); tempered log-probs
-    state: List[LayerMemory]
+    state: List[BlockState]  # per block: attention memory or LSTM (h, c)
 
 
 class FactoredHead(CategoricalHead):
@@ -173,12 +178,13 @@ class InverseActionNet(MinecraftPolicy):
             conv = nn.Conv3d(inchan, outchan, kernel, padding=(0, (kernel[1] - 1) // 2, (kernel[2] - 1) // 2))
             self.conv3d_layer = NormedLayer(conv, norm=None, activation=True)  # the input is raw pixels: no norm
 
-    def forward(self, frames: torch.Tensor, state: List[LayerMemory], first: Optional[torch.Tensor] = None,
-                frame_batch: Optional[int] = None) -> Tuple[torch.Tensor, List[LayerMemory]]:
+    def forward(self, frames: torch.Tensor, state: List[BlockState], first: Optional[torch.Tensor] = None,
+                frame_batch: Optional[int] = None) -> Tuple[torch.Tensor, List[BlockState]]:
         """``frames`` (B, T, H, W, 3) uint8 -> (latent (B, T, hidsize), new state).
 
         ``frame_batch`` bounds how many frames go through the CNN at once (memory); results do not depend on it.
-        ``first`` (B,) matters only under a "clipped_causal" mask; the official IDM never sets it.
+        ``first`` (B,): videos that start with this chunk (their memory is reset); it matters only for LSTMs and
+        under a "clipped_causal" mask. The official IDM agent never sets it.
         """
         B, T = frames.shape[:2]
         scale = 255.0 if self.cfg.scale_input_img else 1.0
@@ -218,13 +224,14 @@ class InverseActionPolicy(nn.Module):
         self.pi_head = IDMActionHead(cfg.hidsize, cfg.temperature)
 
     def initial_state(self, batch_size: int, device: Optional[torch.device] = None,
-                      dtype: torch.dtype = torch.float32) -> List[LayerMemory]:
-        """Empty memory for ``batch_size`` videos (no tensors of length > 0 for the 4x IDM)."""
+                      dtype: torch.dtype = torch.float32) -> List[BlockState]:
+        """Empty memory for ``batch_size`` videos (no tensors of length > 0 for the 4x IDM; zero (h, c) for an
+        LSTM, which gives the official initial state's outputs)."""
         if device is None:
             device = next(self.parameters()).device
         return self.net.recurrent_layer.initial_state(batch_size, device, dtype)
 
-    def forward(self, frames: torch.Tensor, state: List[LayerMemory], first: Optional[torch.Tensor] = None,
+    def forward(self, frames: torch.Tensor, state: List[BlockState], first: Optional[torch.Tensor] = None,
                 frame_batch: Optional[int] = None) -> IDMOutput:
         """``frames``: (B, T, H, W, 3) uint8 RGB at the config's image size; one official forward per call."""
         if frames.ndim != 5 or frames.shape[-1] != 3:
@@ -254,8 +261,9 @@ class VPTIDM:
     carried, as the official ``predict_actions``); ``reset()`` starts a new one. Each call is one forward pass
     over all its frames, exactly the official ``IDMAgent.predict_actions`` call: every frame attends to every
     other of the call, so results depend on how a video is cut into calls (the official script uses 128 frames;
-    the model was trained on ``config.timesteps``, 128 for 4x). For whole videos use ``python -m
-    vpt_agent.label`` (see docs/idm.md).
+    the model was trained on ``config.timesteps``, 128 for 4x). An LSTM IDM carries its ``(h, c)`` from call to
+    call instead (its backwards blocks of "multi_layer_bilstm" see only the frames of their call). For whole videos
+    use ``python -m vpt_agent.label`` (see docs/idm.md).
     """
 
     def __init__(self, policy: InverseActionPolicy, device: Union[str, torch.device] = "auto",
@@ -266,7 +274,7 @@ class VPTIDM:
         self.policy = policy.to(self.device).eval()
         self.config: IDMConfig = policy.cfg
         self.frame_batch = frame_batch
-        self._state: Optional[List[LayerMemory]] = None
+        self._state: Optional[List[BlockState]] = None
 
     @classmethod
     def from_config(cls, model: Union[PathLike, IDMConfig], device: Union[str, torch.device] = "auto",
@@ -325,7 +333,7 @@ class VPTIDM:
     def predict_arrays(self, frames: np.ndarray) -> IDMPrediction:
         """As :meth:`predict`, returning arrays (argmax buttons/camera bins and log-probs)."""
         x = self.prepare(frames)
-        if len(x) > self.config.timesteps:
+        if not self.config.is_lstm and len(x) > self.config.timesteps:
             logger.info("IDM call on %d frames, more than the %d it was trained on: one forward pass over all of "
                         "them, as the official predict_actions", len(x), self.config.timesteps)
         if self._state is None:

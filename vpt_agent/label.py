@@ -12,7 +12,8 @@ contractor data.
   ``timesteps`` frames start every ``--stride`` frames (default half a window), each from a fresh memory; every
   frame takes its label from the window where it has the most context on its poorer side. With the default
   stride each frame (except the first/last quarter window of a video) sees >= 32 frames (1.6 s) on both
-  sides, at twice the compute of back-to-back chunks (which is what the official demo does).
+  sides, at twice the compute of back-to-back chunks (which is what the official demo does). An LSTM IDM
+  without ``timesteps`` gets windows of 128 frames.
 * **Official procedure** (``--official``): as the official ``run_inverse_dynamics_model.py``, back-to-back calls
   of ``--n-frames`` (128) frames to one IDM whose memory carries from call to call, the last call on the frames
   left: every frame's label equals the official script's (tested against its outputs).
@@ -382,7 +383,8 @@ def label_videos(config: LabelConfig, idm: Optional[Any] = None) -> Dict[str, An
     if config.official:
         window = stride = config.n_frames or OFFICIAL_N_FRAMES
     else:
-        window = idm.config.timesteps
+        # An LSTM config may leave timesteps unset (the official LSTM never reads it): the official call length then.
+        window = idm.config.timesteps or OFFICIAL_N_FRAMES
         stride = config.stride or max(1, window // 2)
     if not 1 <= stride <= window:
         raise LabelError(f"--stride must be between 1 and the window ({window}), got {stride}")
