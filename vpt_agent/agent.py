@@ -13,7 +13,7 @@ from . import action_mapping
 from .attention import LayerMemory
 from .config import PolicyConfig
 from .errors import VPTError
-from .frames import preprocess_batch
+from .frames import preprocess_batch, preprocess_pov  # noqa: F401  (preprocess_pov: re-exported as vpt_agent.preprocess_pov)
 from .inference import StepEngine, cast_for_inference, supports
 from .loading import LoadReport, PathLike, load_model_config, load_state_dict, read_state_dict
 from .policy import VPTPolicy
