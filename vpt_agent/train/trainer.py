@@ -336,7 +336,8 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
             if meter.steps:
-                row = {"step": step, **meter.row(), "lr": scheduler.get_last_lr()[0]}
+                row = {"step": step, "epoch": batch.epoch, **meter.row(), "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": float(gnorm)}  # the same fields as the periodic rows
                 if val_loader is not None:
                     val_loss = evaluate_loss(policy, val_loader, device, dtype)
                     row["val_loss"] = val_loss
