@@ -17,7 +17,7 @@ def test_action_has_all_24_minerl_keys(small_agent):
 
 @pytest.mark.parametrize("bad, match", [
     ({}, "no 'pov'"),
-    ({"pov": np.zeros((360, 640, 3), dtype=np.float32)}, "uint8"),
+    ({"pov": np.zeros((360, 640, 3), dtype=np.float16)}, "uint8"),  # float32/64 are taken, as officially
     ({"pov": np.full((360, 640, 3), np.nan, dtype=np.float32)}, "NaN"),
     ({"pov": np.zeros((360, 640), dtype=np.uint8)}, r"\(H, W, 3\)"),
     ({"pov": np.zeros((360, 640, 4), dtype=np.uint8)}, r"\(H, W, 3\)"),

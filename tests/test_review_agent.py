@@ -150,3 +150,25 @@ def test_povs_the_official_agent_cannot_use_either_are_refused_clearly(pov, matc
     agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu")
     with pytest.raises(ValueError, match=match):
         agent.get_action({"pov": pov})
+
+
+def test_a_batch_mixing_float_and_uint8_povs_resizes_each_in_its_own_dtype():
+    """uint8 frames keep cv2's fixed-point resize; the batch becomes float32; the uint8-only callers (IDM,
+    recordings) still refuse float povs."""
+    from vpt_agent.frames import ObservationError, preprocess_batch, preprocess_pov
+
+    rng = np.random.default_rng(3)
+    u8 = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    f64 = u8.astype(np.float64) + 0.25
+    batch = preprocess_batch([{"pov": u8}, {"pov": f64}], (16, 24), allow_float=True)
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[0], preprocess_pov({"pov": u8}, (16, 24)))
+    import cv2
+
+    resized = cv2.resize(f64, (24, 16), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(batch[1], resized.astype(np.float32))
+    assert not np.array_equal(batch[1] - 0.25, batch[0])  # float resizing rounds differently: why it is kept
+    with pytest.raises(ObservationError, match="uint8"):
+        preprocess_pov({"pov": f64}, (16, 24))
+    with pytest.raises(ObservationError, match="float32"):
+        preprocess_batch([{"pov": f64}], (16, 24), out=np.zeros((1, 16, 24, 3), np.uint8), allow_float=True)

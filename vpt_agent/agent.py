@@ -219,7 +219,12 @@ class VPTAgent:
         self._batch = None
 
     def get_action(self, obs: Mapping[str, Any], deterministic: bool = False) -> Action:
-        """One env: MineRL observation dict -> MineRL action dict (all 24 keys)."""
+        """One env: MineRL observation dict -> MineRL action dict (all 24 keys).
+
+        Only ``obs["pov"]`` is read: RGB HxWx3 of any size and memory layout (MineRL's flipped read-only view
+        included), uint8, or float32/float64 holding 0..255 intensities (resized in float, as the official agent
+        does). Other keys are ignored. The first call after construction or :meth:`reset` starts an episode.
+        """
         if self._batch not in (None, 1):
             raise AgentError("this agent holds memory for a batch of envs; call reset() before get_action()")
         return self.submit([obs], [self._batch is None], deterministic).actions()[0]
@@ -320,18 +325,24 @@ class VPTAgent:
         return t.pin_memory() if self.device.type == "cuda" else t
 
     def _frames(self, obs_list: Sequence[Mapping[str, Any]]) -> torch.Tensor:
-        """Validated, resized frames (B, h, w, 3) uint8 on the host (a reused pinned buffer on CUDA)."""
+        """Validated, resized frames (B, h, w, 3) on the host: uint8 (a reused pinned buffer on CUDA), or float32
+        when a pov is float (taken as the official agent takes it: 0..255 intensities)."""
         if isinstance(obs_list, Mapping) or len(obs_list) == 0:
             raise AgentError("obs_list must be a non-empty list of observation dicts")
         h, w = self.config.img_shape[:2]
-        if self.device.type != "cuda":
-            return torch.from_numpy(preprocess_batch(obs_list, (h, w)))
+        if self.device.type != "cuda" or any(_has_float_pov(obs) for obs in obs_list):
+            return torch.from_numpy(preprocess_batch(obs_list, (h, w), allow_float=True))
         shape = (len(obs_list), h, w, 3)
         if self._host_frames is None or tuple(self._host_frames.shape) != shape:
             self._host_frames = torch.empty(shape, dtype=torch.uint8).pin_memory()
         # Safe to overwrite: _launch waited for the previous step (and so for its upload) first.
         preprocess_batch(obs_list, (h, w), out=self._host_frames.numpy())
         return self._host_frames
+
+
+def _has_float_pov(obs: Any) -> bool:
+    pov = obs.get("pov") if isinstance(obs, Mapping) else None
+    return isinstance(pov, np.ndarray) and pov.dtype.kind == "f"
 
 
 def _cpu_has_fast_bf16() -> bool:

@@ -35,19 +35,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def check_pov(obs: Mapping[str, Any]) -> np.ndarray:
-    """``obs["pov"]`` if it is an RGB uint8 HxWx3 array; otherwise ``ValueError`` saying what was expected."""
+#: Float pov dtypes the agent takes as the official agent does: 0..255 intensities, resized in their own dtype.
+FLOAT_POV_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_pov(obs: Mapping[str, Any], allow_float: bool = False) -> np.ndarray:
+    """``obs["pov"]`` if it is an RGB uint8 HxWx3 array; otherwise ``ValueError`` saying what was expected.
+
+    ``allow_float``: also take finite float32/float64 povs (what the official agent's ``cv2.resize`` takes).
+    """
+    expected = "RGB uint8 (or float32/float64 0..255) HxWx3" if allow_float else "RGB uint8 HxWx3"
     if not isinstance(obs, Mapping):
         raise ObservationError(f"an observation must be a dict with a 'pov' entry, got {type(obs).__name__}")
     if "pov" not in obs:
-        raise ObservationError(f"observation has no 'pov' key (keys: {sorted(obs)}); expected RGB uint8 HxWx3")
+        raise ObservationError(f"observation has no 'pov' key (keys: {sorted(obs)}); expected {expected}")
     pov = obs["pov"]
     if not isinstance(pov, np.ndarray):
         raise ObservationError(f"obs['pov'] must be a numpy array, got {type(pov).__name__}")
-    if pov.dtype.kind == "f" and np.isnan(pov).any():
-        raise ObservationError("obs['pov'] contains NaN; expected RGB uint8 HxWx3")
-    if pov.dtype != np.uint8:
-        raise ObservationError(f"obs['pov'] must be uint8 RGB, got dtype {pov.dtype}")
+    if pov.dtype.kind == "f" and not np.isfinite(pov).all():
+        raise ObservationError(f"obs['pov'] contains NaN or inf (must be finite); expected {expected}")
+    if pov.dtype != np.uint8 and not (allow_float and pov.dtype in FLOAT_POV_DTYPES):
+        raise ObservationError(f"obs['pov'] must be {expected}, got dtype {pov.dtype}")
     if pov.ndim != 3 or pov.shape[2] != 3 or pov.shape[0] < 1 or pov.shape[1] < 1:
         raise ObservationError(f"obs['pov'] must have shape (H, W, 3), got {pov.shape}")
     return pov
@@ -66,25 +74,32 @@ def preprocess_pov(obs: Mapping[str, Any], size: Sequence[int] = (128, 128)) -> 
 
 
 def preprocess_batch(obs_list: Sequence[Mapping[str, Any]], size: Sequence[int] = (128, 128),
-                     out: Optional[np.ndarray] = None) -> np.ndarray:
+                     out: Optional[np.ndarray] = None, allow_float: bool = False) -> np.ndarray:
     """:func:`preprocess_pov` for B observations, written into ``out`` (B, h, w, 3) uint8 (allocated if None).
 
     Every observation is validated first, so a bad one raises before anything is written. Batches of
     :data:`PARALLEL_MIN_BATCH` or more are resized in parallel threads (the result is the same).
+
+    ``allow_float``: float32/float64 povs are taken as the official agent takes them (0..255 intensities, resized
+    by ``cv2.resize`` in their own dtype, then cast to float32); a batch holding one is returned as float32
+    (its uint8 frames resized as usual) and cannot be written into a uint8 ``out``.
     """
-    povs = [check_pov(obs) for obs in obs_list]
+    povs = [check_pov(obs, allow_float) for obs in obs_list]
     h, w = size
+    dtype = np.float32 if any(p.dtype != np.uint8 for p in povs) else np.uint8
     if out is None:
-        out = np.empty((len(povs), h, w, 3), dtype=np.uint8)
-    elif out.shape != (len(povs), h, w, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
-        raise ObservationError(f"out must be a C-contiguous uint8 array of shape {(len(povs), h, w, 3)}")
+        out = np.empty((len(povs), h, w, 3), dtype=dtype)
+    elif out.shape != (len(povs), h, w, 3) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ObservationError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {(len(povs), h, w, 3)}")
 
     def resize_range(lo: int, hi: int) -> None:
         for i in range(lo, hi):
             if povs[i].shape[:2] == (h, w):
                 out[i] = povs[i]
-            else:
+            elif povs[i].dtype == out.dtype:
                 cv2.resize(povs[i], (w, h), dst=out[i], interpolation=cv2.INTER_LINEAR)
+            else:  # in the pov's own dtype (float64 stays float64 until the cast, as officially)
+                out[i] = cv2.resize(povs[i], (w, h), interpolation=cv2.INTER_LINEAR)
 
     pool = _thread_pool() if len(povs) >= PARALLEL_MIN_BATCH else None
     if pool is None:

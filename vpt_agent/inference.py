@@ -124,7 +124,7 @@ class StepEngine:
         if frames.shape[0] != self.batch_size or first.shape != (self.batch_size,):
             raise EngineError(f"this engine steps {self.batch_size} envs, got frames {tuple(frames.shape)} "
                              f"and first {tuple(first.shape)}")
-        if self.graph is None:
+        if self.graph is None or frames.dtype != self.frames.dtype:  # float frames: an eager step, not the graph
             return self._run(frames.to(self.device, non_blocking=True), first.to(self.device, non_blocking=True))
         self.frames.copy_(frames, non_blocking=True)
         self.first.copy_(first, non_blocking=True)
