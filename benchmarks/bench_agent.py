@@ -450,6 +450,8 @@ def main(argv: List[str] | None = None) -> None:
     import torch
 
     devices = a.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not torch.cuda.is_available():
+        sys.exit("error: --devices cuda: torch sees no CUDA GPU")
     rows = []
     common = ["--steps", str(a.steps), "--warmup", str(a.warmup)]
     machine = machine_info()

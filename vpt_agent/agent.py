@@ -126,6 +126,9 @@ class VPTAgent:
         self.cuda_graph = (self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph)) and supports(policy)
         #: Whether CPU steps run compiled with frozen weights (``compile``; needs the engine's config too).
         self.compiled = bool(compile) and supports(policy)
+        if (cuda_graph or compile) and not supports(policy):
+            logger.warning("cuda_graph/compile have no effect for this config: the step engine runs transformers "
+                           "with the clipped-causal mask; this agent steps eagerly")
         # Frames arrive as NHWC, so convolutions see channels-last inputs; channels-last conv weights spare a
         # weight re-layout on every call (same results, ~1.8 ms less per 1x step on CPU).
         self.policy = policy.to(self.device, memory_format=torch.channels_last)
