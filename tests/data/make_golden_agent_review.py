@@ -10,7 +10,6 @@ test from :func:`observation`, so only the official outputs are stored:
 * ``sto_*``: ``get_action`` itself (it always samples) after ``torch.manual_seed(SEED)``, which is called once the
   agent is built (its constructor draws the initial weights from the same global RNG), ``reset()`` at ``RESET_AT``.
 """
-import pickle
 import sys
 from pathlib import Path
 
@@ -69,18 +68,12 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(HERE.parent))
-    from golden_helpers.official import use_official_code
+    from golden_helpers.official import small_model_agent, use_official_code
 
     use_official_code()
-    import agent as official  # the official agent.py
     from lib.actions import Buttons
 
-    torch.set_num_threads(2)
-    official.validate_env = lambda env: None
-    args = pickle.loads((HERE / "small.model").read_bytes())["model"]["args"]
-    off = official.MineRLAgent(None, device="cpu", policy_kwargs=args["net"]["args"],
-                               pi_head_kwargs=args["pi_head_opts"])
-    off.load_weights(str(HERE / "small.weights"))
+    off = small_model_agent(HERE)
     names = list(Buttons.ALL)
     out = {"button_names": np.array(names)}
     for mode in ("det", "sto"):

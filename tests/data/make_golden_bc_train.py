@@ -33,6 +33,8 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 
+import make_golden_bc  # beside this script
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "golden_bc_train.npz"
 WEIGHTS_SEED, TEMPERATURE, ACTION_SEED = 23, 2.0, 11
@@ -41,14 +43,8 @@ OBS_SEEDS = tuple(500 + e for e in range(N_EPISODES))
 DELTA_KEYS = ("pi_head.camera.linear_layer.bias", "pi_head.buttons.linear_layer.bias",
               "net.recurrent_layer.blocks.0.r.orc_block.b_nd", "net.lastlayer.layer.weight",
               "value_head.linear.weight", "value_head.linear.bias")
-NET = dict(attention_heads=2, attention_mask_style="clipped_causal", attention_memory_size=10,
-           diff_mlp_embedding=False, hidsize=32, img_shape=[128, 128, 3], impala_chans=[4, 8, 8],
-           impala_kwargs={"post_pool_groups": 1}, impala_width=1,
-           init_norm_kwargs={"batch_norm": False, "group_norm_groups": 1}, n_recurrence_layers=2,
-           only_img_input=True, pointwise_ratio=2, pointwise_use_activation=False, recurrence_is_residual=True,
-           recurrence_type="transformer", timesteps=4, use_pointwise_layer=True, use_pre_lstm_ln=False)
-KEYS = ("attack", "back", "forward", "jump", "left", "right", "sneak", "sprint", "use", "drop", "inventory",
-        *(f"hotbar.{i}" for i in range(1, 10)), "ESC", "pickItem", "swapHands")
+#: The network and the button keys of make_golden_bc.py (the per-step loss golden data).
+NET, KEYS = make_golden_bc.NET, make_golden_bc.BUTTON_KEYS
 
 
 def make_actions(rng: np.random.Generator, episode: int) -> List[Dict[str, Any]]:

@@ -52,17 +52,13 @@ from lib.actions import Buttons  # noqa: E402  (official)
 
 from golden_helpers.obs_gen import make_obs  # noqa: E402
 from golden_helpers.weights_gen import make_tensor  # noqa: E402
+from make_golden_idm import IDM_4X  # noqa: E402  (beside this script)
 
 OUT = HERE / "golden_idm_label.npz"
 
-#: The official 4x IDM ``net.args`` (see make_golden_idm.py), made small; the window is set per case.
-SMALL = dict(attention_heads=4, attention_mask_style="none", attention_memory_size=16,
-             conv3d_params={"inchan": 3, "kernel_size": [5, 1, 1], "outchan": 8, "padding": [2, 0, 0]},
-             hidsize=64, img_shape=[128, 128, 8], impala_kwargs={"post_pool_groups": 1}, impala_width=1,
-             init_norm_kwargs={"batch_norm": False, "group_norm_groups": 1}, n_recurrence_layers=2,
-             only_img_input=True, pointwise_ratio=4, pointwise_use_activation=False, recurrence_is_residual=True,
-             recurrence_type="transformer", single_output=True, timesteps=16, use_pointwise_layer=True,
-             use_pre_lstm_ln=False)
+#: The official 4x IDM ``net.args`` (make_golden_idm.IDM_4X), made small; the window is set per case.
+SMALL = dict(IDM_4X, attention_heads=4, attention_memory_size=16, hidsize=64, img_shape=[128, 128, 8], impala_width=1,
+             timesteps=16, conv3d_params={"inchan": 3, "kernel_size": [5, 1, 1], "outchan": 8, "padding": [2, 0, 0]})
 NO_MEMORY = dict(SMALL, timesteps=16, attention_memory_size=16)
 MEMORY = dict(SMALL, timesteps=8, attention_memory_size=24)
 

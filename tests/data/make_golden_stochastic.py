@@ -4,7 +4,6 @@ Needs the official code (VPT_OFFICIAL=/path/to/Video-Pre-Training) and torch, nu
 ``minerl`` and ``gym`` are stubbed. The official sampler draws from torch's global RNG, seeded here right before
 the rollout; ``VPTAgent(seed=SEED)`` draws the same numbers from its own generator.
 """
-import pickle
 import sys
 from pathlib import Path
 
@@ -17,20 +16,12 @@ SEED, OBS_SEED, STEPS = 123, 9, 40
 
 def main() -> None:
     sys.path.insert(0, str(HERE.parent))
-    from golden_helpers.official import use_official_code
+    from golden_helpers.official import small_model_agent, use_official_code
 
     use_official_code()
-    import agent as official  # the official agent.py
-
     from golden_helpers.obs_gen import make_obs
 
-    torch.set_num_threads(2)
-    official.validate_env = lambda env: None
-    args = pickle.loads((HERE / "small.model").read_bytes())["model"]["args"]
-    off = official.MineRLAgent(None, device="cpu", policy_kwargs=args["net"]["args"],
-                               pi_head_kwargs=args["pi_head_opts"])
-    off.policy.load_state_dict(torch.load(HERE / "small.weights"), strict=False)
-    off.reset()
+    off = small_model_agent(HERE)
     torch.manual_seed(SEED)
     buttons, camera = [], []
     for t in range(STEPS):

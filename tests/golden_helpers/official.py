@@ -19,3 +19,21 @@ def use_official_code() -> None:
     gym = types.ModuleType("gym")
     gym.spaces = types.SimpleNamespace(Discrete=lambda *a, **k: None, Box=lambda *a, **k: None)
     sys.modules.setdefault("gym", gym)
+
+
+def small_model_agent(data_dir):
+    """The official ``MineRLAgent`` on ``data_dir``'s ``small.model`` + ``small.weights`` (CPU, 2 torch threads as
+    the golden data is made, env check off). Call :func:`use_official_code` first."""
+    import pickle
+
+    import torch
+
+    import agent as official  # the official agent.py
+
+    torch.set_num_threads(2)
+    official.validate_env = lambda env: None
+    args = pickle.loads((data_dir / "small.model").read_bytes())["model"]["args"]
+    off = official.MineRLAgent(None, device="cpu", policy_kwargs=args["net"]["args"],
+                               pi_head_kwargs=args["pi_head_opts"])
+    off.load_weights(str(data_dir / "small.weights"))  # torch.load + load_state_dict(strict=False) + reset()
+    return off
