@@ -27,9 +27,7 @@ import pytest
 import torch
 
 from golden_helpers.obs_gen import make_obs
-from golden_helpers.weights_gen import make_tensor
-from vpt_agent.config import PolicyConfig
-from vpt_agent.policy import VPTPolicy
+from test_train_golden import _policy  # the golden archive's network with its synthetic weights
 from vpt_agent.train.batches import MemorySource, WindowLoader, plan
 from vpt_agent.train.config import TrainConfig
 from vpt_agent.train.optim import make_optimizer
@@ -44,14 +42,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def golden():
     return dict(np.load(GOLDEN))
-
-
-def _policy(g) -> VPTPolicy:
-    cfg = PolicyConfig.from_kwargs(json.loads(str(g["net_kwargs"])), temperature=float(g["temperature"]))
-    policy = VPTPolicy(cfg)
-    seed = int(g["weights_seed"])
-    policy.load_state_dict({k: make_tensor(seed, k, tuple(v.shape)) for k, v in policy.state_dict().items()})
-    return policy
 
 
 def _source(g) -> MemorySource:
