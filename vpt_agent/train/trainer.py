@@ -309,6 +309,14 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
             "meter": [meter.loss_sum, meter.frames, meter.steps],
         })
 
+    def write_row(extra: Dict[str, Any]) -> None:
+        """One metrics.jsonl row for the steps since the last one (``extra``: the validation loss, if run)."""
+        row = {"step": step, "epoch": batch.epoch, **meter.row(), **extra, "lr": scheduler.get_last_lr()[0],
+               "grad_norm": float(gnorm)}
+        metrics.write(json.dumps(row) + "\n")
+        metrics.flush()
+        meter.reset()
+
     try:
         with metrics:
             for batch in _batches(loader, cfg.steps, step):
@@ -326,23 +334,17 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
                     val_loss = evaluate_loss(policy, val_loader, device, dtype)
                     row["val_loss"] = val_loss
                 if step % cfg.log_every == 0 or row:
-                    row = {"step": step, "epoch": batch.epoch, **meter.row(), **row,
-                           "lr": scheduler.get_last_lr()[0], "grad_norm": float(gnorm)}
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
-                    meter.reset()
+                    write_row(row)
                 if step % cfg.checkpoint_every == 0:
                     checkpoint()
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
-            if meter.steps:
-                row = {"step": step, "epoch": batch.epoch, **meter.row(), "lr": scheduler.get_last_lr()[0],
-                       "grad_norm": float(gnorm)}  # the same fields as the periodic rows
+            if meter.steps:  # the last, partial logging interval
+                row = {}
                 if val_loader is not None:
                     val_loss = evaluate_loss(policy, val_loader, device, dtype)
                     row["val_loss"] = val_loss
-                metrics.write(json.dumps(row) + "\n")
-                meter.reset()
+                write_row(row)
         checkpoint()
     finally:
         bar.close()
