@@ -10,13 +10,15 @@ Each case runs in a fresh subprocess so that peak memory (RSS on CPU, allocator 
     python benchmarks/bench_agent.py --devices cuda --batch 1 --cuda-graph on off   # CUDA graph vs eager steps
     python benchmarks/bench_agent.py --devices cpu --batch 1 --compile on off       # compiled vs eager CPU steps
     python benchmarks/bench_agent.py --devices cuda --batch 256 --dtypes float32 --conv-tf32 on off  # strict fp32
+    python benchmarks/bench_agent.py --devices cuda --batch 256 --cnn default separable-pool  # CNN kernel variants
 
 ``--official`` also times the official ``MineRLAgent`` (its checkout must be importable with gym3 installed) and
 checks that our fp32 actions equal its actions on the same frames (deterministic, argmax).
 
 Each row times the whole ``get_actions`` step (resize + upload + forward + sampling + action read-back), and
 separately the pre-processing alone (``prep ms``: validation + resize into the upload buffer) and the forward alone
-(``fwd ms``: the step engine on frames already on the device, no sampling, one sync per step).
+(``fwd ms``: the step engine on frames already on the device, no sampling, one sync per step). CUDA rows also
+split a step into its host parts and its GPU time (``step parts``, see ``_step_parts``).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 SIZES = ("1x", "2x", "3x")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_cnn import VARIANTS  # noqa: E402  (the CNN's kernel variants, --cnn)
 
 
 def net_kwargs(size: str) -> Dict[str, Any]:
@@ -61,6 +65,14 @@ def frames(n: int, seed: int = 0) -> List[np.ndarray]:
     from golden_helpers.obs_gen import make_obs
 
     return [make_obs(seed, t) for t in range(n)]
+
+
+@functools.lru_cache(maxsize=2)
+def distinct_frames(n: int) -> List[np.ndarray]:
+    """``n`` frames in their own memory (so a batch's copy is not served from the caches, as with real envs):
+    16 rendered ones, then shifted copies of them."""
+    base = frames(min(n, 16))
+    return base + [np.roll(base[t % 16], t // 16, axis=1) for t in range(16, n)]
 
 
 def build_ours(size: str, device: str, dtype: str, cuda_graph=None, compile: bool = False):
@@ -118,14 +130,20 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    from bench_cnn import use_variant
+
     before = torch.backends.cudnn.allow_tf32
     conv_tf32 = os.environ.get("BENCH_CONV_TF32", "default")
     if conv_tf32 != "default":
         torch.backends.cudnn.allow_tf32 = conv_tf32 == "on"
+    cnn = os.environ.get("BENCH_CNN", "default")
+    use_variant(cnn)
     try:
-        return _time_case(size, batch, dtype, device, steps, warmup, graph, compile)
+        row = _time_case(size, batch, dtype, device, steps, warmup, graph, compile)
+        return {**row, "cnn": cnn} if device == "cuda" else row
     finally:
         torch.backends.cudnn.allow_tf32 = before
+        use_variant("default")
 
 
 def _time_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
@@ -133,14 +151,14 @@ def _time_case(size: str, batch: int, dtype: str, device: str, steps: int, warmu
     import torch
 
     agent = build_ours(size, device, dtype, cuda_graph=graph if device == "cuda" else None, compile=compile)
-    povs = frames(16)
+    povs = distinct_frames(max(16, batch))
     if os.environ.get("BENCH_FRAMES") == "model":  # frames resized where they are produced (the runner's workers)
         import cv2
 
         h, w = agent.config.img_shape[:2]
         povs = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in povs]
     obs = [{"pov": f} for f in povs]
-    batches = [[obs[(t + i) % len(obs)] for i in range(batch)] for t in range(len(obs))]
+    batches = [[obs[(t + i) % len(obs)] for i in range(batch)] for t in range(16)]
     _reset_peak_mem(device)
     start = time.perf_counter()
     agent.get_actions(batches[0], [True] * batch)  # builds the step engine (captures the graph, or compiles)
@@ -169,12 +187,61 @@ def _time_case(size: str, batch: int, dtype: str, device: str, steps: int, warmu
                 agent._engine(f, first)
                 _sync(device)
             fwd_ms = 1000 * (time.perf_counter() - start) / steps
-    return dict(impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
+    parts = _step_parts(agent, batches, steps) if agent._engine is not None else {}
+    return dict(**parts,impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
                 frames=f"{povs[0].shape[0]}x{povs[0].shape[1]}",
                 graph=bool(agent.cuda_graph), compiled=bool(agent.compiled), ms_per_step=1000 * elapsed / steps,
                 conv_tf32=torch.backends.cudnn.allow_tf32 if device == "cuda" and dtype == "float32" else None,
                 ms_per_frame=1000 * elapsed / steps / batch, frames_per_s=steps * batch / elapsed,
                 fwd_ms=fwd_ms, prep_ms=1000 * prep_s / steps, first_step_s=first_step_s, peak_mem_mb=peak)
+
+
+def _step_parts(agent, batches, steps: int) -> Dict[str, float]:
+    """Where a step's time goes, ms per step: the agent's ``submit`` + ``actions()`` redone with clocks.
+
+    ``part_prep``: validate + copy/resize into the (pinned, on CUDA) buffer; ``part_launch``: upload + forward
+    (on CUDA: queued, the graph replayed); ``part_sample``: sampling and read-back (queued on CUDA);
+    ``part_wait``: the host waits for the GPU; ``part_dicts``: the action dicts. ``part_gpu`` (CUDA): GPU time
+    from the upload to the read-back, by CUDA events."""
+    import torch
+
+    from vpt_agent import action_mapping
+
+    cuda = agent.device.type == "cuda"
+    batch = len(batches[0])
+    names = ("prep", "launch", "sample", "wait", "dicts")
+    totals = dict.fromkeys(names, 0.0)
+    gpu = 0.0
+    if cuda:
+        start_ev, end_ev = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for t in range(steps):
+        clock = [time.perf_counter()]
+        with agent._on_stream():
+            frames = agent._frames(batches[t % len(batches)])
+            first = agent._first([False] * batch, batch)
+            clock.append(time.perf_counter())
+            if cuda:
+                start_ev.record()
+            logp, _ = agent._engine(frames, first)
+            clock.append(time.perf_counter())
+            sampled = agent.policy.pi_head.sample(logp, False, agent.generator)
+            ids = torch.stack([sampled["buttons"], sampled["camera"]])
+            host = torch.empty(ids.shape, dtype=ids.dtype, pin_memory=cuda)
+            host.copy_(ids, non_blocking=cuda)
+            if cuda:
+                end_ev.record()
+            clock.append(time.perf_counter())
+        if cuda:
+            end_ev.synchronize()
+        clock.append(time.perf_counter())
+        action_mapping.policy_to_env(*host.numpy())
+        clock.append(time.perf_counter())
+        for name, t0, t1 in zip(names, clock, clock[1:]):
+            totals[name] += t1 - t0
+        if cuda:
+            gpu += start_ev.elapsed_time(end_ev)
+    parts = {f"part_{k}": 1000 * v / steps for k, v in totals.items()}
+    return {**parts, "part_gpu": gpu / steps} if cuda else parts
 
 
 def run_official(path: str, size: str, steps: int, warmup: int, device: str = "cpu") -> Dict[str, Any]:
@@ -359,6 +426,12 @@ def _table(rows: List[Dict[str, Any]]) -> str:
         mode = "graph" if r.get("graph") else "compiled" if r.get("compiled") else "eager"
         # CUDA fp32: "float32" with cuDNN's TF32 convolutions (PyTorch's default), "fp32-strict" without
         dtype = "fp32-strict" if r.get("conv_tf32") is False else r["dtype"]
+        if "part_prep" in r:
+            extra += "  step parts (prep/launch/sample/wait/dicts; gpu) ms: " + "/".join(
+                f"{r['part_' + k]:.2f}" for k in ("prep", "launch", "sample", "wait", "dicts")) + \
+                f"; {_fmt(r.get('part_gpu'), '4.2f')}"
+        if r.get("cnn", "default") != "default":
+            extra += f"  CNN kernels: {r['cnn']}"
         lines.append(f"{r['impl']:10} {r['size']:4} {r['device']:4} {dtype:8} {mode:8} {r['batch']:>4} "
                      f"{r['ms_per_step']:8.2f} {r['ms_per_frame']:8.3f} {r['frames_per_s']:9.1f} "
                      f"{_fmt(r.get('fwd_ms'), '7.2f')} {_fmt(r.get('prep_ms'), '7.2f')} "
@@ -390,6 +463,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-tf32", nargs="+", default=["default"], choices=("default", "on", "off"),
                    help="CUDA fp32 rows: cuDNN convolutions in TF32 (on, PyTorch's default), in true fp32 (off: "
                         "rows say fp32-strict), or as torch is configured (default)")
+    p.add_argument("--cnn", nargs="+", default=["default"], choices=VARIANTS,
+                   help="CUDA rows: the CNN's kernel variants (benchmarks/bench_cnn.py; default: as the package "
+                        "ships them)")
     p.add_argument("--frames", choices=("full", "model"), default=None,
                    help="observation size: full 360x640 frames (default; the agent resizes them) or frames already "
                         "at the model's input size (resized where they are produced, as the evaluator's workers do)")
@@ -474,11 +550,14 @@ def main(argv: List[str] | None = None) -> None:
             for dtype in a.dtypes:
                 for b in a.batch:
                     tf32s = a.conv_tf32 if device == "cuda" and dtype == "float32" else ["default"]
-                    for graph, compile, tf32 in itertools.product(graphs, compiles, tf32s):
-                        os.environ["BENCH_CONV_TF32"] = tf32  # read by the case (here or in its subprocess)
+                    cnns = a.cnn if device == "cuda" else ["default"]
+                    for graph, compile, tf32, cnn in itertools.product(graphs, compiles, tf32s, cnns):
+                        # read by the case (here or in its subprocess)
+                        os.environ.update(BENCH_CONV_TF32=tf32, BENCH_CNN=cnn)
                         rows.append(_subprocess(["--case", size, str(b), dtype, device, graph, compile, *common]))
                         _report(rows, machine, a.json)
-                    os.environ.pop("BENCH_CONV_TF32", None)
+                    for var in ("BENCH_CONV_TF32", "BENCH_CNN"):
+                        os.environ.pop(var, None)
             if a.agreement:
                 rows.append(_subprocess(["--agreement-case", size, device, str(a.agreement)]))
                 _report(rows, machine, a.json)

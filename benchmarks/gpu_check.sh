@@ -2,6 +2,7 @@
 # One-shot GPU check of the evaluation runner and the fast-inference work (each part has its own timeout):
 #   OUT=gpu_out bash benchmarks/gpu_check.sh [OFFICIAL_CHECKOUT]            # every part, ~9 minutes on an H200
 #   PARTS="eval tests cpu" OUT=gpu_out bash benchmarks/gpu_check.sh         # some parts
+#   TESTS="tests/test_cuda.py" PARTS=tests OUT=gpu_out bash benchmarks/gpu_check.sh   # other test files
 # Parts (written to $OUT/*.json, *.log):
 #   eval      runner throughput (bench_eval: 1x, embedded env, K=12, G = 2, 1, 3, 1,000-step episodes)
 #   tests     the CUDA tests, the inference/resize tests, the compiled CPU step on the host's CPU
@@ -10,8 +11,9 @@
 #   official  the official agent vs ours on this GPU (needs OFFICIAL_CHECKOUT)
 #   big       our bf16 2x/3x at B=1
 #   cpu       the host CPU at B=1: fp32/bf16, eager/compiled, and bf16 (as the agent defaults it) vs fp32 agreement
-#   b256      where B=256 stands: the encoder's kernel variants (incl. the matrix-product first convolution) and
-#             the 1x step in bf16, fp32 (TF32 convolutions, PyTorch's default) and strict fp32 (TF32 off)
+#   b256      where B=256 stands: host pre-processing, the encoder's CUDA kernel variants with a kernel profile, and
+#             the 1x step in bf16 (this round's kernels and the previous round's), fp32 (TF32 convolutions,
+#             PyTorch's default) and strict fp32 (TF32 off)
 # Python packages the machine lacks (gymnasium; gym3 + cffi for the official agent) may come as wheels in .whl/.
 set -u
 OUT=${OUT:-gpu_out}
@@ -39,8 +41,8 @@ if has eval; then
   grep -E "^K=|agent alone|skipped|Error" "$OUT/eval.log" || tail -30 "$OUT/eval.log"
 fi
 if has tests; then
-  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py tests/test_resize.py \
-      tests/test_compile.py 2>&1 | tail -15 | tee "$OUT/tests.log"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider ${TESTS:-tests/test_cuda.py tests/test_inference.py \
+      tests/test_resize.py tests/test_compile.py} --tb=short 2>&1 | tail -40 | tee "$OUT/tests.log"
 fi
 if has b1; then
   timeout 55 $B --sizes 1x --batch 1 --dtypes float32 bfloat16 --cuda-graph on off --steps 100 --warmup 10 \
@@ -66,9 +68,13 @@ if has cpu; then  # the slow part: each compiled case compiles the 1x step (indu
       --json "$OUT/bench_cpu_b1.json" 2>&1 | tail -8
 fi
 if has b256; then
-  timeout 90 python3 benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 \
-      --json "$OUT/cnn_variants_b256.json" 2>&1 | tail -12
-  timeout 90 $B --sizes 1x --batch 256 --dtypes bfloat16 float32 --conv-tf32 on off --frames model --steps 20 \
-      --warmup 3 --json "$OUT/bench_1x_b256_tf32.json" 2>&1 | tail -4
+  timeout 60 python3 benchmarks/bench_frames.py --json "$OUT/frames.json" 2>&1 | tail -8
+  timeout 100 python3 benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 --profile \
+      --json "$OUT/cnn_variants_b256.json" > "$OUT/cnn_variants_b256.log" 2>&1
+  grep -E '"part": "(encode|step)"' "$OUT/cnn_variants_b256.log" | cut -c1-160
+  timeout 120 $B --sizes 1x --batch 256 --dtypes bfloat16 --cnn default cudnn-first-conv aten-pool unfused-relu \
+      --frames model --steps 30 --warmup 5 --json "$OUT/bench_1x_b256_bf16.json" 2>&1 | tail -4
+  timeout 90 $B --sizes 1x --batch 256 --dtypes float32 --conv-tf32 on off --frames model --steps 20 --warmup 3 \
+      --json "$OUT/bench_1x_b256_fp32.json" 2>&1 | tail -3
 fi
 echo "gpu_check done"

@@ -180,3 +180,34 @@ def test_channels_last_group_norm_gradients_equal_torch():
         grads.append([leaf.grad for leaf in leaves])
     for want, got in zip(*grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("first_conv_norm", [False, True])
+def test_stack_pools_before_its_relu_bit_for_bit(dtype, first_conv_norm):
+    """DownStack runs the max-pool before the first conv's ReLU (on the 4x smaller tensor): outputs and gradients
+    are exactly those of the official order, conv -> ReLU -> pool, for odd sizes (padded windows) too."""
+    from torch.nn import functional as F
+
+    from vpt_agent.impala import DownStack
+
+    torch.manual_seed(3)
+    stack = DownStack(5, 8, 1, norm_groups=1, first_conv_norm=first_conv_norm, post_pool_groups=1).to(dtype)
+    x = torch.randn(3, 5, 9, 7, dtype=dtype).to(memory_format=torch.channels_last)
+
+    def official_order(x):
+        y = F.max_pool2d(stack.firstconv(x), kernel_size=3, stride=2, padding=1)
+        y = stack.n(y)
+        for block in stack.blocks:
+            y = block(y)
+        return y
+
+    outs, grads = [], []
+    for fn in (stack, official_order):
+        leaf = x.clone().requires_grad_()
+        out = fn(leaf)
+        out.float().square().sum().backward()
+        outs.append(out.detach())
+        grads.append(leaf.grad)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+    assert (outs[0] != 0).any()

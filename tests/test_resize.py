@@ -53,6 +53,30 @@ def test_batch_preprocessing_equals_single(batch):
         assert np.array_equal(got[i], preprocess_pov(obs[i], (128, 128))), i
 
 
+@pytest.mark.parametrize("resize_one", [False, True])
+def test_large_batches_copy_in_this_thread_and_resize_in_the_pool(resize_one, monkeypatch):
+    """Frames already at the model's size are copied in the calling thread; a batch with one frame to resize goes
+    to the pool. Every frame lands in its slot, whatever the mapping or array type (an OrderedDict, an ndarray
+    subclass, a non-contiguous view)."""
+    import collections
+
+    batch = 300
+    rng = np.random.default_rng(batch)
+    base = rng.integers(0, 256, (batch, 128, 256, 3), dtype=np.uint8)
+    povs = [base[i, :, ::2] if i % 7 == 0 else np.ascontiguousarray(base[i, :, :128]) for i in range(batch)]
+    povs[3] = povs[3].view(type("Frame", (np.ndarray,), {}))  # a subclass: not the fast path, still accepted
+    if resize_one:
+        povs[5] = rng.integers(0, 256, (64, 100, 3), dtype=np.uint8)
+    obs = [collections.OrderedDict(pov=p) if i % 5 == 0 else {"pov": p} for i, p in enumerate(povs)]
+    pools = []
+    real_pool = frames_mod._thread_pool
+    monkeypatch.setattr(frames_mod, "_thread_pool", lambda: pools.append(1) or real_pool())
+    got = preprocess_batch(obs, (128, 128))
+    for i in range(batch):
+        assert np.array_equal(got[i], preprocess_pov(obs[i], (128, 128))), i
+    assert len(pools) == int(resize_one)
+
+
 def test_batch_preprocessing_validates_everything_before_writing():
     out = np.zeros((9, 128, 128, 3), dtype=np.uint8)
     obs = [{"pov": make_obs(0, 0)}] * 8 + [{"pov": np.zeros((10, 10), dtype=np.uint8)}]

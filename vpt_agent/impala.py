@@ -1,6 +1,6 @@
 """ImpalaCNN image encoder (Espeholt et al. 2018) as configured by VPT.
 
-Each stack: 3x3 conv -> 3x3/2 max-pool -> GroupNorm -> two residual blocks. Then the CHW-flattened
+Each stack: 3x3 conv (+ ReLU) -> 3x3/2 max-pool -> GroupNorm -> two residual blocks. Then the CHW-flattened
 features go through ``dense`` (LayerNorm -> Linear -> ReLU) to 256 features.
 """
 from __future__ import annotations
@@ -10,9 +10,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .layers import GroupNorm, NormedLayer
+from .layers import GroupNorm, NormedLayer, max_pool3x3s2
 
 
 class ResidualBlock(nn.Module):
@@ -44,11 +43,14 @@ class DownStack(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.firstconv(x)
         if self.pool:
-            x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+            # relu(max(window)) == max(relu(window)): pooling first lets the ReLU run on the 4x smaller tensor
+            # (the same values, bit for bit; the first stack's 128x128 output is the CNN's largest tensor).
+            x = max_pool3x3s2(self.firstconv.without_relu(x), relu=self.firstconv.activation)
             if self.n is not None:
                 x = self.n(x)
+        else:
+            x = self.firstconv(x)
         for block in self.blocks:
             x = block(x)
         return x

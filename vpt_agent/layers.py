@@ -6,20 +6,29 @@ The layer has a bias if and only if it has no norm; that rule is what makes our 
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import triton_pool
+
+logger = logging.getLogger(__name__)
 
 #: Whether :class:`GroupNorm` takes its channels-last path on CUDA (benchmarks switch it off to compare).
 CHANNELS_LAST_GROUP_NORM = True
-#: Whether :class:`Conv2d` runs 3x3 convolutions of few input channels as one matrix product on CUDA. Off: not yet
-#: timed inside the encoder on a GPU (``benchmarks/bench_cnn.py`` compares it as ``matmul-first-conv``).
-FEW_CHANNEL_CONV_AS_MATMUL = False
+#: Whether :class:`Conv2d` runs bf16/fp16 3x3 convolutions of few input channels as one matrix product on CUDA
+#: (in fp32 cuBLAS computes in true fp32 and was slower than cuDNN's TF32 kernel, so fp32 stays with cuDNN).
+FEW_CHANNEL_CONV_AS_MATMUL = True
 #: "Few": the image encoder's first convolution sees the 3 RGB channels.
 FEW_CHANNELS = 4
+#: Whether the CNN's max-pools (with the ReLU after them) run as one Triton kernel on CUDA without autograd
+#: (:func:`max_pool3x3s2`).
+TRITON_CUDA_POOL = True
+#: Whether :class:`Conv2d` runs a convolution and its ReLU as one cuDNN call on CUDA without autograd.
+FUSED_CUDA_CONV_RELU = True
 
 
 def group_norm_channels_last(x: torch.Tensor, groups: int, weight: Optional[torch.Tensor],
@@ -65,6 +74,27 @@ class GroupNorm(nn.GroupNorm):
         return super().forward(x)
 
 
+def max_pool3x3s2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """The CNN's max-pool, ``F.max_pool2d(x, 3, stride=2, padding=1)``, then a ReLU if ``relu``.
+
+    On CUDA without autograd (and :data:`TRITON_CUDA_POOL` on) both are one Triton kernel
+    (:mod:`vpt_agent.triton_pool`; PyTorch's max-pool kernel also writes an int64 index per output). Where it does
+    not apply (no Triton, another layout) or fails, PyTorch's kernels run (a failure is logged once).
+    """
+    global TRITON_CUDA_POOL
+    if TRITON_CUDA_POOL and x.is_cuda and not (torch.is_grad_enabled() and x.requires_grad):
+        try:
+            y = triton_pool.max_pool3x3s2_relu(x, relu)
+        except Exception as err:  # noqa: BLE001  (a Triton/driver mismatch, say: fall back, loudly, once)
+            logger.warning("the Triton max-pool failed (%s: %s); using PyTorch's kernels", type(err).__name__,
+                           str(err).splitlines()[0] if str(err) else "")
+            TRITON_CUDA_POOL, y = False, None
+        if y is not None:
+            return y
+    x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+    return F.relu(x, inplace=True) if relu else x
+
+
 def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """A 3x3 convolution (stride 1, padding 1) of a channels-last ``x`` (N, C, H, W) as one matrix product.
 
@@ -93,17 +123,28 @@ def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters and keys) whose 3x3 convolutions of few channels can be one matrix product
-    on CUDA (:func:`conv3x3_as_matmul`, for channels-last inputs, when :data:`FEW_CHANNEL_CONV_AS_MATMUL` is on);
-    everything else is ``nn.Conv2d``'s."""
+    """``nn.Conv2d`` (same parameters and keys), optionally followed by its ReLU, with two CUDA paths for inference:
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (FEW_CHANNEL_CONV_AS_MATMUL and x.is_cuda and x.dim() == 4 and self.in_channels <= FEW_CHANNELS
-                and self.kernel_size == (3, 3) and self.stride == (1, 1) and self.padding == (1, 1)
-                and self.dilation == (1, 1) and self.groups == 1 and self.padding_mode == "zeros"
-                and x.is_contiguous(memory_format=torch.channels_last)):
-            return conv3x3_as_matmul(x, self.weight, self.bias)
-        return super().forward(x)
+    * bf16/fp16 3x3 convolutions of few input channels as one matrix product (:func:`conv3x3_as_matmul`, for
+      channels-last inputs, :data:`FEW_CHANNEL_CONV_AS_MATMUL`);
+    * a convolution and its ReLU as one cuDNN call (``torch.cudnn_convolution_relu``, without autograd,
+      :data:`FUSED_CUDA_CONV_RELU`): the ReLU is applied before the output is written, saving a pass over it.
+    """
+
+    def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
+        if (FEW_CHANNEL_CONV_AS_MATMUL and x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and x.dim() == 4
+                and self.in_channels <= FEW_CHANNELS and self.kernel_size == (3, 3) and self.stride == (1, 1)
+                and self.padding == (1, 1) and self.dilation == (1, 1) and self.groups == 1
+                and self.padding_mode == "zeros" and x.is_contiguous(memory_format=torch.channels_last)):
+            y = conv3x3_as_matmul(x, self.weight, self.bias)
+        elif (relu and FUSED_CUDA_CONV_RELU and x.is_cuda and self.padding_mode == "zeros"
+                and isinstance(self.padding, tuple) and not (torch.is_grad_enabled() and x.requires_grad)):
+            return torch.cudnn_convolution_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                                self.groups)
+        else:
+            y = super().forward(x)
+        # In place: y is a fresh tensor.
+        return F.relu(y, inplace=True) if relu else y
 
 
 class NormedLayer(nn.Module):
@@ -135,6 +176,13 @@ class NormedLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm is not None:
             x = self.norm(x)
+        if isinstance(self.layer, Conv2d):
+            return self.layer(x, relu=self.activation)
         x = self.layer(x)
-        # In-place is safe: the layer output is a fresh tensor.
-        return F.relu(x, inplace=True) if self.activation else x
+        return F.relu(x, inplace=True) if self.activation else x  # in place: x is the layer's fresh output
+
+    def without_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """``layer(norm(x))``: everything but the ReLU (for a caller that applies it later)."""
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.layer(x)
