@@ -13,8 +13,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import triton_pool
-
 logger = logging.getLogger(__name__)
 
 #: Whether :class:`GroupNorm` takes its channels-last path on CUDA (benchmarks switch it off to compare).
@@ -83,6 +81,8 @@ def max_pool3x3s2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
     """
     global TRITON_CUDA_POOL
     if TRITON_CUDA_POOL and x.is_cuda and not (torch.is_grad_enabled() and x.requires_grad):
+        from . import triton_pool  # imports Triton (~0.2 s), so only once a CUDA pool runs
+
         try:
             y = triton_pool.max_pool3x3s2_relu(x, relu)
         except Exception as err:  # noqa: BLE001  (a Triton/driver mismatch, say: fall back, loudly, once)
