@@ -12,7 +12,7 @@ events (or wall clock on CPU):
   CUDA kernels as the package ships them (``default``: the layout-keeping GroupNorm, the bf16 first convolution as
   one matrix product, the Triton max-pool + ReLU, cuDNN's convolutions fused with their ReLUs) and with each of
   these turned off in turn (``native-gn``, ``cudnn-first-conv``, ``aten-pool``, ``unfused-relu``; ``plain``: the last
-  three; ``none``: all);
+  three; ``none``: all), and with the Triton GroupNorm turned on (``triton-gn``, off by default: not yet timed);
 * ``step``: one whole ``StepEngine`` step (encoder, transformer with memory, heads), replayed from a CUDA graph;
 * with ``--compile``: ``torch.compile(net.encode)`` (compile time reported separately);
 * with ``--profile``: the ops and kernels that take the most GPU time in one eager encode (``default``).
@@ -38,11 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: The CNN's kernels on CUDA: the package's defaults ("default"), or one of its CUDA paths turned off: PyTorch's
 #: GroupNorm instead of the layout-keeping one, cuDNN's first convolution instead of the matrix product (bf16),
-#: PyTorch's max-pool kernel (and a separate ReLU) instead of the generated pool + ReLU, the ReLUs as passes of their
-#: own instead of fused into cuDNN's convolutions; "plain": the last three off (session 4's kernels); "none": all four.
-VARIANTS = ("default", "native-gn", "cudnn-first-conv", "aten-pool", "unfused-relu", "plain", "none")
-_FLAGS = {"native-gn": "CHANNELS_LAST_GROUP_NORM", "cudnn-first-conv": "FEW_CHANNEL_CONV_AS_MATMUL",
-          "aten-pool": "TRITON_CUDA_POOL", "unfused-relu": "FUSED_CUDA_CONV_RELU"}
+#: PyTorch's max-pool kernel (and a separate ReLU) instead of the Triton pool + ReLU, the ReLUs as passes of their
+#: own instead of fused into cuDNN's convolutions; "plain": the last three off (session 4's kernels); "none": all
+#: four. "triton-gn" turns on the (off by default) Triton GroupNorm.
+VARIANTS = ("default", "native-gn", "cudnn-first-conv", "aten-pool", "unfused-relu", "plain", "none", "triton-gn")
+_OFF = {"native-gn": "CHANNELS_LAST_GROUP_NORM", "cudnn-first-conv": "FEW_CHANNEL_CONV_AS_MATMUL",
+        "aten-pool": "TRITON_CUDA_POOL", "unfused-relu": "FUSED_CUDA_CONV_RELU"}
+_ON = {"triton-gn": "TRITON_CUDA_GROUP_NORM"}
 
 
 def use_variant(name: str) -> None:
@@ -52,10 +54,14 @@ def use_variant(name: str) -> None:
     if name not in VARIANTS:
         raise ValueError(f"unknown CNN variant {name!r} (one of {', '.join(VARIANTS)})")
     if not hasattr(use_variant, "defaults"):
-        use_variant.defaults = {flag: getattr(layers, flag) for flag in _FLAGS.values()}
-    for variant, flag in _FLAGS.items():
-        off = name in (variant, "none") or (name == "plain" and variant != "native-gn")
-        setattr(layers, flag, False if off else use_variant.defaults[flag])
+        use_variant.defaults = {flag: getattr(layers, flag) for flag in [*_OFF.values(), *_ON.values()]}
+    for flag, value in use_variant.defaults.items():
+        setattr(layers, flag, value)
+    for variant, flag in _OFF.items():
+        if name in (variant, "none") or (name == "plain" and variant != "native-gn"):
+            setattr(layers, flag, False)
+    if name in _ON:
+        setattr(layers, _ON[name], True)
 
 
 def _timer(device):

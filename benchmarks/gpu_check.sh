@@ -11,9 +11,10 @@
 #   official  the official agent vs ours on this GPU (needs OFFICIAL_CHECKOUT)
 #   big       our bf16 2x/3x at B=1
 #   cpu       the host CPU at B=1: fp32/bf16, eager/compiled, and bf16 (as the agent defaults it) vs fp32 agreement
-#   b256      where B=256 stands: host pre-processing, the encoder's CUDA kernel variants with a kernel profile, and
-#             the 1x step in bf16 (this round's kernels and the previous round's), fp32 (TF32 convolutions,
-#             PyTorch's default) and strict fp32 (TF32 off)
+#   b256      where B=256 stands: host pre-processing, the encoder's CUDA kernel variants with a kernel profile, the
+#             1x step in bf16 and fp32 (TF32 convolutions, PyTorch's default; strict fp32, TF32 off) with the default
+#             kernels, some turned off, and the (off by default) Triton GroupNorm; eager B=1 with and without
+#             this session's kernels
 # Python packages the machine lacks (gymnasium; gym3 + cffi for the official agent) may come as wheels in .whl/.
 set -u
 OUT=${OUT:-gpu_out}
@@ -72,9 +73,11 @@ if has b256; then
   timeout 100 python3 benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 --profile \
       --json "$OUT/cnn_variants_b256.json" > "$OUT/cnn_variants_b256.log" 2>&1
   grep -E '"part": "(encode|step)"' "$OUT/cnn_variants_b256.log" | cut -c1-160
-  timeout 120 $B --sizes 1x --batch 256 --dtypes bfloat16 --cnn default cudnn-first-conv aten-pool unfused-relu \
+  timeout 120 $B --sizes 1x --batch 256 --dtypes bfloat16 --cnn default triton-gn aten-pool unfused-relu \
       --frames model --steps 30 --warmup 5 --json "$OUT/bench_1x_b256_bf16.json" 2>&1 | tail -4
-  timeout 90 $B --sizes 1x --batch 256 --dtypes float32 --conv-tf32 on off --frames model --steps 20 --warmup 3 \
-      --json "$OUT/bench_1x_b256_fp32.json" 2>&1 | tail -3
+  timeout 100 $B --sizes 1x --batch 256 --dtypes float32 --conv-tf32 on off --cnn default triton-gn --frames model \
+      --steps 20 --warmup 3 --json "$OUT/bench_1x_b256_fp32.json" 2>&1 | tail -5
+  timeout 60 $B --sizes 1x --batch 1 --dtypes float32 --cuda-graph off --cnn default plain --steps 50 --warmup 5 \
+      --json "$OUT/bench_1x_b1_eager.json" 2>&1 | tail -2
 fi
 echo "gpu_check done"

@@ -211,6 +211,38 @@ def test_encoder_with_this_rounds_cuda_paths_equals_pytorchs_kernels():
                 assert diff.mean() < 0.05 * plain.abs().mean() and diff.max() < 0.25, (diff.mean(), diff.max())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_group_norm_on_cuda(dtype):
+    """The Triton GroupNorm (off by default, ``layers.TRITON_CUDA_GROUP_NORM``) against a float64 reference:
+    fp32 to 1e-5, bf16 no further off than PyTorch's own bf16 group_norm (+ half a bf16 step), channels-last out."""
+    from torch.nn import functional as F
+
+    from vpt_agent import triton_norm
+
+    torch.manual_seed(2)
+    with torch.inference_mode():
+        for n, c, h, w, groups in [(1, 64, 64, 64, 1), (3, 12, 33, 35, 3), (2, 8, 1, 1, 4)]:
+            x = (torch.randn(n, c, h, w, device="cuda") * 3 + 5).to(dtype).to(memory_format=torch.channels_last)
+            weight, bias = torch.randn(c, device="cuda"), torch.randn(c, device="cuda")
+            want = F.group_norm(x.double(), groups, weight.double(), bias.double(), 1e-5)
+            got = triton_norm.group_norm(x, groups, weight, bias, 1e-5)
+            assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == dtype
+            err = (got.double() - want).abs().max()
+            if dtype == torch.float32:
+                assert err < 1e-5 * want.abs().max(), err
+            else:
+                torchs = (F.group_norm(x, groups, weight.to(dtype), bias.to(dtype), 1e-5).double() - want).abs().max()
+                assert err <= torchs + want.abs().max() * 2 ** -9, (err, torchs)
+
+
+def test_golden_parity_on_cuda_with_the_triton_group_norm(golden):
+    with no_tf32(), cnn_flags(TRITON_CUDA_GROUP_NORM=True):
+        steps = _golden_rollout(_agent(), len(golden["vpred"]))
+    for t, st in enumerate(steps):
+        np.testing.assert_allclose(st.logp_buttons[0], golden["logits_buttons"][t], atol=1e-4, err_msg=f"step {t}")
+        assert (st.buttons[0], st.camera[0]) == (golden["joint_buttons"][t], golden["joint_camera"][t]), t
+
+
 def test_triton_pool_falls_back_to_pytorch_with_a_warning(monkeypatch, caplog):
     from torch.nn import functional as F
 

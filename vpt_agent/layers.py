@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 #: Whether :class:`GroupNorm` takes its channels-last path on CUDA (benchmarks switch it off to compare).
 CHANNELS_LAST_GROUP_NORM = True
+#: Whether that path runs as two Triton passes without autograd (:mod:`vpt_agent.triton_norm`). Off: not yet timed
+#: on a GPU (``benchmarks/bench_cnn.py`` compares it as ``triton-gn``).
+TRITON_CUDA_GROUP_NORM = False
 #: Whether :class:`Conv2d` runs bf16/fp16 3x3 convolutions of few input channels as one matrix product on CUDA
 #: (in fp32 cuBLAS computes in true fp32 and was slower than cuDNN's TF32 kernel, so fp32 stays with cuDNN).
 FEW_CHANNEL_CONV_AS_MATMUL = True
@@ -68,6 +71,12 @@ class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (CHANNELS_LAST_GROUP_NORM and x.is_cuda and x.dim() == 4 and not x.is_contiguous()
                 and x.is_contiguous(memory_format=torch.channels_last)):
+            if TRITON_CUDA_GROUP_NORM and not (torch.is_grad_enabled() and x.requires_grad):
+                from . import triton_norm  # imports Triton (~0.2 s), so only once a CUDA norm runs
+
+                y = triton_norm.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+                if y is not None:
+                    return y
             return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
         return super().forward(x)
 

@@ -1,0 +1,81 @@
+"""The CUDA Triton kernels run by Triton's CPU interpreter, for odd sizes, channel counts that are not powers of two
+and 1-pixel images: the max-pool (vpt_agent/triton_pool.py) bit-equal to PyTorch's max-pool (+ ReLU), NaNs
+included; the GroupNorm (vpt_agent/triton_norm.py) equal to a float64 ``F.group_norm``. tests/test_cuda.py runs the
+compiled kernels on a GPU."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = [(1, 16, 13, 10), (3, 5, 7, 6), (2, 64, 16, 16), (1, 3, 1, 1), (2, 8, 2, 9)]
+
+
+def check_in_interpreter() -> None:
+    """Run in a subprocess with TRITON_INTERPRET=1 (read when the kernels are defined, at import)."""
+    check_pool()
+    check_group_norm()
+
+
+def check_pool() -> None:
+    from vpt_agent import triton_pool
+
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for shape in SHAPES:
+            x = torch.randn(*shape, dtype=dtype).to(memory_format=torch.channels_last)
+            x[0, 0, 0, 0] = float("nan")
+            for relu in (False, True):
+                want = F.max_pool2d(x, 3, 2, 1)
+                want = F.relu(want) if relu else want
+                got = triton_pool._launch(x, relu)
+                assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last), shape
+                assert torch.equal(got.isnan(), want.isnan()), (dtype, shape, relu)
+                assert torch.equal(got.nan_to_num(), want.nan_to_num()), (dtype, shape, relu)
+
+
+def check_group_norm() -> None:
+    from vpt_agent import triton_norm
+
+    torch.manual_seed(1)
+    for dtype in (torch.float32, torch.bfloat16):
+        for n, c, h, w, groups in [(2, 16, 13, 10, 1), (3, 6, 7, 6, 2), (1, 64, 40, 40, 1), (2, 8, 1, 1, 4),
+                                   (2, 12, 33, 35, 3)]:
+            # an offset mean, as after a ReLU: what the pivot guards the variance against
+            x = (torch.randn(n, c, h, w) * 3 + 5).to(dtype).to(memory_format=torch.channels_last)
+            for affine in (True, False):
+                weight, bias = (torch.randn(c), torch.randn(c)) if affine else (None, None)
+                want = F.group_norm(x.double(), groups, None if weight is None else weight.double(),
+                                    None if bias is None else bias.double(), 1e-5)
+                got = triton_norm._launch(x, groups, weight, bias, 1e-5)
+                assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+                err = (got.double() - want).abs()
+                if dtype == torch.float32:
+                    assert err.max() < 1e-5 * want.abs().max(), (n, c, h, w, groups, err.max())
+                else:  # one bf16 step of the exact value (the interpreter truncates casts; a GPU rounds)
+                    assert (err <= want.abs() * 2 ** -7 + 1e-6).all(), (n, c, h, w, groups, err.max())
+
+
+def test_triton_kernels_equal_pytorch_in_the_cpu_interpreter():
+    pytest.importorskip("triton", reason="Triton is in the dev extra on Linux x86-64 (pip install -e '.[dev]')")
+    code = "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import test_triton_kernels; " \
+           "test_triton_kernels.check_in_interpreter(); print('ok')"
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(ROOT / "tests")], capture_output=True, text=True,
+                         env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_kernels_are_not_used_where_they_do_not_apply():
+    """CPU tensors: None, and the callers run PyTorch's kernels."""
+    from vpt_agent import layers, triton_norm, triton_pool
+
+    x = torch.randn(2, 4, 6, 6).to(memory_format=torch.channels_last)
+    assert triton_pool.max_pool3x3s2_relu(x, True) is None
+    assert triton_norm.group_norm(x, 2, None, None, 1e-5) is None
+    assert torch.equal(layers.max_pool3x3s2(x, relu=True), F.relu(F.max_pool2d(x, 3, 2, 1)))
+    norm = layers.GroupNorm(2, 4)
+    torch.testing.assert_close(norm(x), F.group_norm(x, 2, norm.weight, norm.bias, norm.eps))
