@@ -79,3 +79,21 @@ def test_kernels_are_not_used_where_they_do_not_apply():
     assert torch.equal(layers.max_pool3x3s2(x, relu=True), F.relu(F.max_pool2d(x, 3, 2, 1)))
     norm = layers.GroupNorm(2, 4)
     torch.testing.assert_close(norm(x), F.group_norm(x, 2, norm.weight, norm.bias, norm.eps))
+
+
+def test_a_failing_triton_path_turns_itself_off_with_one_warning(monkeypatch, caplog):
+    """What max_pool3x3s2 and GroupNorm do when their Triton kernel raises (tests/test_cuda.py does it on a GPU)."""
+    from vpt_agent import layers
+
+    monkeypatch.setattr(layers, "TRITON_CUDA_POOL", True)
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise RuntimeError("driver too old for this Triton\nmore detail")
+
+    with caplog.at_level("WARNING", logger="vpt_agent.layers"):
+        assert layers._triton("TRITON_CUDA_POOL", broken, 1, 2) is None
+    assert calls == [(1, 2)] and layers.TRITON_CUDA_POOL is False
+    assert "TRITON_CUDA_POOL failed (RuntimeError: driver too old for this Triton)" in caplog.text
+    assert layers._triton("TRITON_CUDA_POOL", lambda x: x * 2, 3) == 6

@@ -74,11 +74,24 @@ class GroupNorm(nn.GroupNorm):
             if TRITON_CUDA_GROUP_NORM and not (torch.is_grad_enabled() and x.requires_grad):
                 from . import triton_norm  # imports Triton (~0.2 s), so only once a CUDA norm runs
 
-                y = triton_norm.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+                y = _triton("TRITON_CUDA_GROUP_NORM", triton_norm.group_norm, x, self.num_groups, self.weight,
+                            self.bias, self.eps)
                 if y is not None:
                     return y
             return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
         return super().forward(x)
+
+
+def _triton(switch: str, kernel, *args) -> Optional[torch.Tensor]:
+    """``kernel(*args)``, a Triton path (None where it does not apply). If it raises (a Triton/driver mismatch, say),
+    the module switch ``switch`` is turned off, the failure logged once, and None returned: PyTorch's kernels run."""
+    try:
+        return kernel(*args)
+    except Exception as err:  # noqa: BLE001  (any failure of the optional path: fall back, loudly, once)
+        globals()[switch] = False
+        logger.warning("the Triton path %s failed (%s: %s); using PyTorch's kernels", switch, type(err).__name__,
+                       str(err).splitlines()[0] if str(err) else "")
+        return None
 
 
 def max_pool3x3s2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
@@ -88,16 +101,10 @@ def max_pool3x3s2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
     (:mod:`vpt_agent.triton_pool`; PyTorch's max-pool kernel also writes an int64 index per output). Where it does
     not apply (no Triton, another layout) or fails, PyTorch's kernels run (a failure is logged once).
     """
-    global TRITON_CUDA_POOL
     if TRITON_CUDA_POOL and x.is_cuda and not (torch.is_grad_enabled() and x.requires_grad):
         from . import triton_pool  # imports Triton (~0.2 s), so only once a CUDA pool runs
 
-        try:
-            y = triton_pool.max_pool3x3s2_relu(x, relu)
-        except Exception as err:  # noqa: BLE001  (a Triton/driver mismatch, say: fall back, loudly, once)
-            logger.warning("the Triton max-pool failed (%s: %s); using PyTorch's kernels", type(err).__name__,
-                           str(err).splitlines()[0] if str(err) else "")
-            TRITON_CUDA_POOL, y = False, None
+        y = _triton("TRITON_CUDA_POOL", triton_pool.max_pool3x3s2_relu, x, relu)
         if y is not None:
             return y
     x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
