@@ -10,7 +10,7 @@ Each case runs in a fresh subprocess so that peak memory (RSS on CPU, allocator 
     python benchmarks/bench_agent.py --devices cuda --batch 1 --cuda-graph on off   # CUDA graph vs eager steps
     python benchmarks/bench_agent.py --devices cpu --batch 1 --compile on off       # compiled vs eager CPU steps
     python benchmarks/bench_agent.py --devices cuda --batch 256 --dtypes float32 --conv-tf32 on off  # strict fp32
-    python benchmarks/bench_agent.py --devices cuda --batch 256 --cnn default separable-pool  # CNN kernel variants
+    python benchmarks/bench_agent.py --devices cuda --batch 256 --cnn default aten-pool  # CNN kernel variants
 
 ``--official`` also times the official ``MineRLAgent`` (its checkout must be importable with gym3 installed) and
 checks that our fp32 actions equal its actions on the same frames (deterministic, argmax).
@@ -188,7 +188,7 @@ def _time_case(size: str, batch: int, dtype: str, device: str, steps: int, warmu
                 _sync(device)
             fwd_ms = 1000 * (time.perf_counter() - start) / steps
     parts = _step_parts(agent, batches, steps) if agent._engine is not None else {}
-    return dict(**parts,impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
+    return dict(**parts, impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
                 frames=f"{povs[0].shape[0]}x{povs[0].shape[1]}",
                 graph=bool(agent.cuda_graph), compiled=bool(agent.compiled), ms_per_step=1000 * elapsed / steps,
                 conv_tf32=torch.backends.cudnn.allow_tf32 if device == "cuda" and dtype == "float32" else None,

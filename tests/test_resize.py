@@ -86,3 +86,19 @@ def test_batch_preprocessing_validates_everything_before_writing():
     assert not out.any()
     with pytest.raises(ValueError, match="out must be"):
         preprocess_batch(obs[:2], (128, 128), out=np.zeros((3, 128, 128, 3), dtype=np.uint8))
+
+
+def test_batch_preprocessing_is_check_then_resize():
+    """What the agent calls: check_batch validates every observation (returning the very pov arrays), resize_batch
+    writes them; together they are preprocess_batch. A bad observation fails in check_batch, a wrong out in
+    resize_batch, each with its one-line error."""
+    from vpt_agent.frames import check_batch, resize_batch
+
+    obs = [{"pov": make_obs(1, t)} for t in range(3)] + [{"pov": np.zeros((128, 128, 3), np.uint8)}]
+    povs = check_batch(obs)
+    assert all(p is o["pov"] for p, o in zip(povs, obs))
+    assert np.array_equal(resize_batch(povs, (128, 128)), preprocess_batch(obs, (128, 128)))
+    with pytest.raises(ObservationError, match="dtype float16"):
+        check_batch(obs + [{"pov": np.zeros((4, 4, 3), np.float16)}], allow_float=True)
+    with pytest.raises(ObservationError, match="out must be a C-contiguous uint8 array of shape"):
+        resize_batch(povs, (128, 128), out=np.zeros((4, 128, 128, 3), np.float32))

@@ -13,7 +13,7 @@ from . import action_mapping
 from .attention import LayerMemory
 from .config import PolicyConfig
 from .errors import VPTError
-from .frames import preprocess_batch, preprocess_pov  # noqa: F401  (preprocess_pov: re-exported as vpt_agent.preprocess_pov)
+from .frames import check_batch, preprocess_pov, resize_batch  # noqa: F401  (preprocess_pov: re-exported as vpt_agent.preprocess_pov)
 from .inference import StepEngine, cast_for_inference, supports
 from .loading import LoadReport, PathLike, load_model_config, load_state_dict, read_state_dict
 from .policy import VPTPolicy
@@ -333,19 +333,15 @@ class VPTAgent:
         if isinstance(obs_list, Mapping) or len(obs_list) == 0:
             raise AgentError("obs_list must be a non-empty list of observation dicts")
         h, w = self.config.img_shape[:2]
-        if self.device.type != "cuda" or any(_has_float_pov(obs) for obs in obs_list):
-            return torch.from_numpy(preprocess_batch(obs_list, (h, w), allow_float=True))
+        povs = check_batch(obs_list, allow_float=True)
+        if self.device.type != "cuda" or any(p.dtype != np.uint8 for p in povs):
+            return torch.from_numpy(resize_batch(povs, (h, w)))
         shape = (len(obs_list), h, w, 3)
         if self._host_frames is None or tuple(self._host_frames.shape) != shape:
             self._host_frames = torch.empty(shape, dtype=torch.uint8).pin_memory()
         # Safe to overwrite: _launch waited for the previous step (and so for its upload) first.
-        preprocess_batch(obs_list, (h, w), out=self._host_frames.numpy())
+        resize_batch(povs, (h, w), out=self._host_frames.numpy())
         return self._host_frames
-
-
-def _has_float_pov(obs: Any) -> bool:
-    pov = obs.get("pov") if isinstance(obs, Mapping) else None
-    return isinstance(pov, np.ndarray) and pov.dtype.kind == "f"
 
 
 def _cpu_has_fast_bf16() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -90,16 +90,28 @@ def preprocess_pov(obs: Mapping[str, Any], size: Sequence[int] = (128, 128)) -> 
 
 def preprocess_batch(obs_list: Sequence[Mapping[str, Any]], size: Sequence[int] = (128, 128),
                      out: Optional[np.ndarray] = None, allow_float: bool = False) -> np.ndarray:
-    """:func:`preprocess_pov` for B observations, written into ``out`` (B, h, w, 3) uint8 (allocated if None).
+    """:func:`preprocess_pov` for B observations, written into ``out`` (B, h, w, 3) uint8 (allocated if None):
+    :func:`check_batch`, then :func:`resize_batch`.
 
-    Every observation is validated first, so a bad one raises before anything is written. Batches of
-    :data:`PARALLEL_MIN_BATCH` or more that need resizing are resized in parallel threads (the result is the same).
+    Every observation is validated first, so a bad one raises before anything is written.
 
     ``allow_float``: float32/float64 povs are taken as the official agent takes them (0..255 intensities, resized
     by ``cv2.resize`` in their own dtype, then cast to float32); a batch holding one is returned as float32
     (its uint8 frames resized as usual) and cannot be written into a uint8 ``out``.
     """
-    povs = [_checked(obs, allow_float) for obs in obs_list]
+    return resize_batch(check_batch(obs_list, allow_float), size, out)
+
+
+def check_batch(obs_list: Sequence[Mapping[str, Any]], allow_float: bool = False) -> List[np.ndarray]:
+    """Every observation's ``pov``, validated by :func:`check_pov` (the common case seen cheaply)."""
+    return [_checked(obs, allow_float) for obs in obs_list]
+
+
+def resize_batch(povs: Sequence[np.ndarray], size: Sequence[int] = (128, 128),
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Validated povs (:func:`check_batch`) resized into ``out`` (B, h, w, 3): uint8, or float32 when a pov is
+    float. Batches of :data:`PARALLEL_MIN_BATCH` or more that need resizing are resized in parallel threads (the
+    result is the same); frames already at ``size`` are copied in the calling thread."""
     h, w = size
     dtype = np.float32 if any(p.dtype != np.uint8 for p in povs) else np.uint8
     if out is None:

@@ -46,7 +46,7 @@ class DownStack(nn.Module):
         if self.pool:
             # relu(max(window)) == max(relu(window)): pooling first lets the ReLU run on the 4x smaller tensor
             # (the same values, bit for bit; the first stack's 128x128 output is the CNN's largest tensor).
-            x = max_pool3x3s2(self.firstconv.without_relu(x), relu=self.firstconv.activation)
+            x = max_pool3x3s2(self.firstconv(x, relu=False), relu=self.firstconv.activation)
             if self.n is not None:
                 x = self.n(x)
         else:

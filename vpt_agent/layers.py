@@ -71,7 +71,7 @@ class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (CHANNELS_LAST_GROUP_NORM and x.is_cuda and x.dim() == 4 and not x.is_contiguous()
                 and x.is_contiguous(memory_format=torch.channels_last)):
-            if TRITON_CUDA_GROUP_NORM and not (torch.is_grad_enabled() and x.requires_grad):
+            if TRITON_CUDA_GROUP_NORM and _no_autograd(x):
                 from . import triton_norm  # imports Triton (~0.2 s), so only once a CUDA norm runs
 
                 y = _triton("TRITON_CUDA_GROUP_NORM", triton_norm.group_norm, x, self.num_groups, self.weight,
@@ -80,6 +80,11 @@ class GroupNorm(nn.GroupNorm):
                     return y
             return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
         return super().forward(x)
+
+
+def _no_autograd(x: torch.Tensor) -> bool:
+    """Whether no gradient will flow through ``x`` (inference): the only case the fused/Triton paths serve."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
 
 
 def _triton(switch: str, kernel, *args) -> Optional[torch.Tensor]:
@@ -101,7 +106,7 @@ def max_pool3x3s2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
     (:mod:`vpt_agent.triton_pool`; PyTorch's max-pool kernel also writes an int64 index per output). Where it does
     not apply (no Triton, another layout) or fails, PyTorch's kernels run (a failure is logged once).
     """
-    if TRITON_CUDA_POOL and x.is_cuda and not (torch.is_grad_enabled() and x.requires_grad):
+    if TRITON_CUDA_POOL and x.is_cuda and _no_autograd(x):
         from . import triton_pool  # imports Triton (~0.2 s), so only once a CUDA pool runs
 
         y = _triton("TRITON_CUDA_POOL", triton_pool.max_pool3x3s2_relu, x, relu)
@@ -154,7 +159,7 @@ class Conv2d(nn.Conv2d):
                 and self.padding_mode == "zeros" and x.is_contiguous(memory_format=torch.channels_last)):
             y = conv3x3_as_matmul(x, self.weight, self.bias)
         elif (relu and FUSED_CUDA_CONV_RELU and x.is_cuda and self.padding_mode == "zeros"
-                and isinstance(self.padding, tuple) and not (torch.is_grad_enabled() and x.requires_grad)):
+                and isinstance(self.padding, tuple) and _no_autograd(x)):
             return torch.cudnn_convolution_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                                                 self.groups)
         else:
@@ -189,16 +194,12 @@ class NormedLayer(nn.Module):
         norm = GroupNorm(norm_groups, c_in) if norm_groups is not None else None
         return cls(Conv2d(c_in, c_out, 3, padding=1, bias=norm is None), norm, True, init_scale)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, relu: bool = True) -> torch.Tensor:
+        """``relu=False`` leaves the layer's ReLU out, for a caller that applies it later."""
+        relu = relu and self.activation
         if self.norm is not None:
             x = self.norm(x)
         if isinstance(self.layer, Conv2d):
-            return self.layer(x, relu=self.activation)
+            return self.layer(x, relu=relu)  # the conv applies it (fused with the conv on CUDA)
         x = self.layer(x)
-        return F.relu(x, inplace=True) if self.activation else x  # in place: x is the layer's fresh output
-
-    def without_relu(self, x: torch.Tensor) -> torch.Tensor:
-        """``layer(norm(x))``: everything but the ReLU (for a caller that applies it later)."""
-        if self.norm is not None:
-            x = self.norm(x)
-        return self.layer(x)
+        return F.relu(x, inplace=True) if relu else x  # in place: x is the layer's fresh output
