@@ -20,7 +20,7 @@ from vpt_agent.data.video import iter_video_frames
 DATA = Path(__file__).parent / "data"
 RECORDINGS = DATA / "golden_data"
 NAMES = ("quirks", "short", "long")
-OFFICIAL = ReadOptions(integer_camera=True, length_mismatch="truncate")  # bit for bit the official loader
+OFFICIAL = ReadOptions.official()  # bit for bit the official loader
 FIXED = ReadOptions(length_mismatch="truncate")  # our default camera (issue #54 fixed)
 
 

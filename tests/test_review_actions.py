@@ -120,7 +120,7 @@ def test_records_match_official_json_conversion(golden):
 def test_sequences_match_official_data_loader(golden):
     """Stuck attack, scrolls, nulls and line/frame count mismatches over whole files, as the official worker."""
     keys = text(golden, "record_keys")
-    options = ReadOptions(integer_camera=True, length_mismatch="truncate")
+    options = ReadOptions.official()
     kept = []
     for lines, n_frames in text(golden, "sequences"):
         steps = decode_records(lines[:n_frames], Path("rec.jsonl"), options)

@@ -136,7 +136,7 @@ def test_recordings_can_be_read_as_the_official_loader_reads_them(tmp_path):
     actions = [_env(["forward"], c) for c in cameras]
     frames = np.full((len(actions), 32, 32, 3), 90, np.uint8)
     record(tmp_path, [(frames, actions)])
-    official = ReadOptions(integer_camera=True, length_mismatch="truncate")
+    official = ReadOptions.official()
     truncated = [_env(["forward"], np.trunc(np.float32(c))) for c in cameras]
     want = action_targets(truncated)
     got = episode_targets(RecordingSource(tmp_path, (32, 32, 3), options=official), 0)

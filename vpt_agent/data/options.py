@@ -30,6 +30,12 @@ class ReadOptions:
     recorder_version: Optional[str] = None
     length_mismatch: str = "error"
 
+    @classmethod
+    def official(cls) -> "ReadOptions":
+        """The official ``data_loader.py`` bit for bit, accidents included: camera degrees truncated toward zero
+        (every move under 1 degree becomes the null camera), a frame/line count mismatch truncated."""
+        return cls(integer_camera=True, length_mismatch="truncate")
+
     def __post_init__(self) -> None:
         if self.length_mismatch not in LENGTH_MISMATCH_CHOICES:
             raise ValueError(f"length_mismatch must be one of {LENGTH_MISMATCH_CHOICES}, "

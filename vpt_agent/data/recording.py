@@ -51,35 +51,43 @@ def find_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[Recordin
     Raises:
         DataError: a path does not exist, an mp4 has no jsonl (or the reverse), or no recording was found.
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
     found: List[RecordingFiles] = []
-    for path in map(Path, paths):
+    for entry in list_recordings(paths):
+        if isinstance(entry, DataError):
+            raise entry
+        found.append(entry)
+    if not found:
+        raise DataError(f"{', '.join(map(str, _as_list(paths)))}: no recordings (NAME.mp4 + NAME.jsonl) found")
+    return found
+
+
+def list_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[Union[RecordingFiles, DataError]]:
+    """What :func:`find_recordings` finds, with each problem (a missing path, an mp4 without its jsonl, ...) in
+    its place as a :class:`DataError` instead of raised, so that a check can report all of them."""
+    found: List[Union[RecordingFiles, DataError]] = []
+    for path in map(Path, _as_list(paths)):
         if path.is_dir():
-            found.extend(_scan_directory(path))
+            names = sorted({p.stem for p in path.iterdir() if p.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX)
+                            and p.is_file() and not p.name.startswith(".")})
+            found.extend(_pair(path, name) for name in names)
         elif path.is_file() and path.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
-            found.append(_pair(path.parent, path.stem, path))
+            found.append(_pair(path.parent, path.stem))
         elif path.exists():
-            raise DataError(f"{path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)")
+            found.append(DataError(f"{path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)"))
         else:
-            raise DataError(f"{path}: no such file or directory")
-    unique = list(dict.fromkeys(found))
-    if not unique:
-        raise DataError(f"{', '.join(map(str, paths))}: no recordings (NAME.mp4 + NAME.jsonl) found")
-    return unique
+            found.append(DataError(f"{path}: no such file or directory"))
+    return list(dict.fromkeys(found))  # a recording named twice (its mp4 and its jsonl) once
 
 
-def _scan_directory(directory: Path) -> List[RecordingFiles]:
-    names = {p.stem for p in directory.iterdir()
-             if p.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX) and p.is_file() and not p.name.startswith(".")}
-    return [_pair(directory, name, directory) for name in sorted(names)]
+def _as_list(paths: Union[PathLike, Sequence[PathLike]]) -> List[PathLike]:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
-def _pair(directory: Path, name: str, origin: Path) -> RecordingFiles:
+def _pair(directory: Path, name: str) -> Union[RecordingFiles, DataError]:
     files = recording_files(directory, name)
     for present, missing in ((files.video, files.actions), (files.actions, files.video)):
         if present.is_file() and not missing.is_file():
-            raise DataError(f"{present}: has no matching {missing.name} (each recording needs both files)")
+            return DataError(f"{present}: has no matching {missing.name} (each recording needs both files)")
     return files
 
 

@@ -44,17 +44,17 @@ def open_video(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def count_frames(path: Path) -> int:
+def count_frames(path: Path, decode: bool = False) -> int:
     """Number of frames of the video at ``path``, from the container (cheap: nothing is decoded).
 
-    Falls back to decoding when the container does not say; an unreadable file is a DataError.
+    Falls back to decoding when the container does not say; an unreadable file is a DataError. ``decode=True``
+    always decodes, and counts the frames that decode (slow; finds a truncated or corrupt video).
     """
     capture = open_video(path)
     try:
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        count = 0 if decode else int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         if count > 0:
             return count
-        count = 0
         while capture.grab():
             count += 1
         return count

@@ -95,7 +95,7 @@ class RecordingSource(EpisodeSource):
     Actions (the jsonl, parsed with the official loader's semantics) are read up front, so a bad line or a
     frame/line count mismatch fails before training starts; frames are decoded lazily, one at a time.
     ``options`` (:class:`vpt_agent.data.ReadOptions`) picks where the official loader's accidents are
-    reproduced; ``ReadOptions(integer_camera=True, length_mismatch="truncate")`` is that loader bit for bit
+    reproduced; ``ReadOptions.official()`` is that loader bit for bit
     (its camera degrees truncated toward zero: every move under 1 degree becomes the null camera).
     """
 

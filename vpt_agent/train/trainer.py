@@ -107,13 +107,10 @@ def enable_grad_checkpointing(policy: VPTPolicy, cnn_chunk: int = 32) -> None:
 
 def read_options(cfg: TrainConfig) -> Any:
     """How recordings are read: as intended (default), or with ``--official-loader`` as the official
-    ``data_loader.py`` reads them, accidents included (camera degrees truncated toward zero, a frame/line count
-    mismatch truncated instead of refused)."""
+    ``data_loader.py`` reads them (:meth:`vpt_agent.data.ReadOptions.official`)."""
     from ..data import ReadOptions
 
-    if cfg.official_loader:
-        return ReadOptions(integer_camera=True, length_mismatch="truncate")
-    return ReadOptions()
+    return ReadOptions.official() if cfg.official_loader else ReadOptions()
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

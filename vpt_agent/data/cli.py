@@ -1,0 +1,80 @@
+"""``python -m vpt_agent.data`` (``vpt-data``): check VPT recordings before training on them.
+
+    python -m vpt_agent.data data/treechop                        # the jsonl files and the videos' frame counts
+    python -m vpt_agent.data data/treechop --decode --json check.json  # every frame decoded too
+
+Reads every recording as ``python -m vpt_agent.train`` would (:mod:`vpt_agent.data.check`), reports what the
+data holds and every recording it could not use. Exit code 0: all usable; 1: some are not; 2: bad arguments or
+nothing found.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .. import cli
+
+PROG = "python -m vpt_agent.data"
+
+
+def _default_jobs() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+@dataclass
+class CheckConfig:
+    """The options of ``python -m vpt_agent.data``."""
+
+    paths: List[str] = cli.option(cli=False, default_factory=list)  # positional, added by build_parser
+    decode: bool = cli.option(False, "decode every frame of every video too (slow: finds truncated or corrupt "
+                                     "videos, which training would otherwise meet when it gets to them)")
+    jobs: int = cli.option(default_factory=_default_jobs, help="processes checking recordings in parallel "
+                                                               "(one per CPU core, at most 8)", metavar="N")
+    official_loader: bool = cli.option(False, "read as train --official-loader does (camera degrees truncated "
+                                              "toward zero, frame/line count mismatches truncated)")
+    json: Optional[str] = cli.option(None, "also write the totals and one entry per recording to this JSON file",
+                                     metavar="PATH")
+    no_progress: bool = cli.option(False, "no progress bar")
+
+
+def build_parser():
+    parser = cli.build_parser(CheckConfig, PROG, "Check VPT recordings (NAME.mp4 + NAME.jsonl) before training: "
+                                                 "read each as training does, report what the data holds and every "
+                                                 "recording that cannot be used.")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="directories of recordings and/or .mp4/.jsonl files")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    config = CheckConfig(**vars(build_parser().parse_args(argv)))
+    if config.jobs < 1:
+        print(f"{PROG}: error: --jobs must be >= 1, got {config.jobs}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .check import check_recordings, format_summary, summarize
+    from .options import ReadOptions
+
+    missing = [p for p in config.paths if not Path(p).exists()]
+    if missing:
+        print(f"error: {missing[0]}: no such file or directory", file=sys.stderr)
+        return 2
+    options = ReadOptions.official() if config.official_loader else ReadOptions()
+    checks = check_recordings(config.paths, options, config.decode, config.jobs, progress=not config.no_progress)
+    if not checks:
+        print(f"error: {', '.join(config.paths)}: no recordings (NAME.mp4 + NAME.jsonl) found", file=sys.stderr)
+        return 2
+    summary = summarize(checks)
+    print(format_summary(summary))
+    if config.json:
+        try:
+            Path(config.json).write_text(json.dumps(summary, indent=1) + "\n")
+        except OSError as err:
+            print(f"error: cannot write {config.json}: {err.strerror or err}", file=sys.stderr)
+            return 2
+    return 1 if summary["unusable"] else 0
