@@ -316,18 +316,24 @@ def _worker_main(source: EpisodeSource, targets: Sequence[EpisodeTargets], lanes
 class WindowLoader:
     """Iterates :class:`Batch` es of ``batch`` lanes x ``seq_len`` steps over ``source``.
 
-    ``workers`` > 0 decodes in that many processes (lane ``b`` is decoded by worker ``b % workers``), each
-    with a bounded queue of ``prefetch`` steps. ``state_dict()`` / ``load_state_dict()`` hold the next
-    step; iteration continues exactly there.
+    ``lanes`` (default: all) picks the lanes this loader reads, in order, out of the ``batch`` lanes of the one
+    plan (data-parallel training: each process reads its share of the same plan). ``workers`` > 0 decodes in
+    that many processes (the i-th lane read by worker ``i % workers``), each with a bounded queue of
+    ``prefetch`` steps. ``state_dict()`` / ``load_state_dict()`` hold the next step; iteration continues
+    exactly there.
     """
 
     def __init__(self, source: EpisodeSource, batch: int, seq_len: int, seed: int = 0,
-                 epochs: Optional[int] = None, workers: int = 0, prefetch: int = 2, skip_null: bool = False):
+                 epochs: Optional[int] = None, workers: int = 0, prefetch: int = 2, skip_null: bool = False,
+                 lanes: Optional[Sequence[int]] = None):
         if batch < 1 or seq_len < 1:
             raise ValueError("batch and seq_len must be >= 1")
         self.source, self.batch, self.seq_len = source, batch, seq_len
+        self.lanes = list(range(batch)) if lanes is None else [int(b) for b in lanes]
+        if not self.lanes or any(not 0 <= b < batch for b in self.lanes) or len(set(self.lanes)) < len(self.lanes):
+            raise ValueError(f"lanes must be distinct lanes of 0..{batch - 1}, got {lanes}")
         self.seed, self.epochs = seed, epochs
-        self.workers, self.prefetch = min(workers, batch), prefetch
+        self.workers, self.prefetch = min(workers, len(self.lanes)), prefetch
         self.targets = [episode_targets(source, i, skip_null) for i in range(len(source))]
         self.lengths = [len(t.keep) for t in self.targets]
         if sum(self.lengths) == 0:
@@ -356,7 +362,7 @@ class WindowLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         if self.workers <= 0:
-            bundles = _lane_bundles(self.source, self.targets, range(self.batch), self.batch, self.seq_len,
+            bundles = _lane_bundles(self.source, self.targets, self.lanes, self.batch, self.seq_len,
                                     self.seed, self.epochs, self.next_step)
             for step, rows, epoch in bundles:
                 yield self._assemble(step, rows, epoch)
@@ -364,7 +370,7 @@ class WindowLoader:
         yield from self._iter_workers()
 
     def _assemble(self, step: int, rows: Mapping[int, Tuple[np.ndarray, ...]], epoch: int) -> Batch:
-        parts = [rows[b] for b in range(self.batch)]
+        parts = [rows[b] for b in self.lanes]
         self.next_step = step + 1
         return Batch(step, *(np.stack([p[k] for p in parts]) for k in range(6)), epoch=epoch)
 
@@ -374,7 +380,7 @@ class WindowLoader:
         queues = [ctx.Queue(maxsize=self.prefetch) for _ in range(self.workers)]
         self._procs = []
         for w, q in enumerate(queues):
-            lanes = list(range(w, self.batch, self.workers))
+            lanes = self.lanes[w::self.workers]
             p = ctx.Process(target=_worker_main, daemon=True, name=f"vpt-train-decode-{w}",
                             args=(self.source, self.targets, lanes, self.batch, self.seq_len, self.seed,
                                   self.epochs, self.next_step, q, stop, os.getpid()))

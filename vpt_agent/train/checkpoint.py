@@ -92,17 +92,23 @@ def load_checkpoint(out: Path) -> Dict[str, Any]:
         raise TrainDataError(f"{path}: cannot read the checkpoint ({e!r:.200})") from e
 
 
+def output_paths(out: Path) -> Dict[str, Path]:
+    """What a finished run leaves in ``out``, by kind."""
+    out = Path(out)
+    return {"model": out / FINAL_MODEL, "safetensors": out / FINAL_SAFETENSORS, "weights": out / FINAL_WEIGHTS,
+            "plot": out / PLOT, "metrics": out / METRICS}
+
+
 def save_final(out: Path, policy: torch.nn.Module, model_file: Path) -> Dict[str, Path]:
     """``final.weights`` (torch), ``final.safetensors`` and ``final.model`` (a copy of the config), each atomic."""
     from safetensors.torch import save_file
 
-    out = Path(out)
     sd = official_state_dict(policy)
-    paths = {"model": out / FINAL_MODEL, "safetensors": out / FINAL_SAFETENSORS, "weights": out / FINAL_WEIGHTS}
+    paths = output_paths(out)
     atomic_write(paths["model"], lambda tmp: shutil.copyfile(model_file, tmp))
     atomic_write(paths["safetensors"], lambda tmp: save_file(sd, tmp))
     atomic_write(paths["weights"], lambda tmp: torch.save(sd, tmp))  # last: its presence means "done"
-    return paths
+    return {k: paths[k] for k in ("model", "safetensors", "weights")}
 
 
 def read_metrics(out: Path) -> List[Dict[str, Any]]:

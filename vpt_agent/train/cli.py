@@ -12,6 +12,7 @@ from .config import parse_config
 def main(argv: Optional[List[str]] = None) -> int:
     cfg = parse_config(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .distributed import is_main_process
     from .trainer import train  # torch is imported only after the options parsed
 
     try:
@@ -22,6 +23,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: resume with --resume (the last checkpoint is kept)", file=sys.stderr)
         return 130
+    if not is_main_process():  # under torchrun, process 0 reports
+        return 0
     loss = "n/a" if result.last_loss is None else f"{result.last_loss:.4f}"
     val = "" if result.val_loss is None else f", val loss {result.val_loss:.4f}"
     print(f"trained {result.steps} steps (last loss {loss}{val}); weights: {result.files['weights']}")

@@ -24,7 +24,8 @@ class TrainConfig:
     steps: Optional[int] = _opt(None, "optimizer steps (default: until --epochs are done)", metavar="N")
     epochs: Optional[int] = _opt(None, "passes over the data (default 1 unless --steps is given)", metavar="E")
     seq_len: int = _opt(64, "T: frames per window (truncated BPTT length)", metavar="T")
-    batch: int = _opt(8, "B: parallel sequences (lanes) per step", metavar="B")
+    batch: int = _opt(8, "B: parallel sequences (lanes) per step, of all processes together under torchrun",
+                      metavar="B")
     lr: float = _opt(1.81e-4, "Adam learning rate (the official behavioural_cloning.py value)")
     weight_decay: float = _opt(0.039428, "Adam L2 weight decay (the official behavioural_cloning.py value and kind)")
     null_actions: str = _opt("keep", "keep | skip steps whose action is null in the agent's action space "

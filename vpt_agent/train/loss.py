@@ -11,7 +11,7 @@ Null actions: see :mod:`.targets` and ``--null-actions``.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 
@@ -30,12 +30,13 @@ def action_nll(logp: Mapping[str, torch.Tensor], buttons: torch.Tensor, camera: 
 
 
 def bc_loss(logp: Mapping[str, torch.Tensor], buttons: torch.Tensor, camera: torch.Tensor,
-            mask: torch.Tensor) -> torch.Tensor:
+            mask: torch.Tensor, count: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean NLL over the steps where ``mask`` is True (padding and skipped steps are False).
 
     Shapes: ``logp`` values (B, T, n), ``buttons``/``camera``/``mask`` (B, T). Returns a float32 scalar;
-    0 (still differentiable) when no step is valid.
+    0 (still differentiable) when no step is valid. ``count``: the number of steps to divide the sum by
+    (default: ``mask``'s; data-parallel training passes the count over every process's lanes).
     """
     nll = action_nll(logp, buttons, camera)
     m = mask.to(nll.dtype)
-    return (nll * m).sum() / m.sum().clamp_min(1.0)
+    return (nll * m).sum() / (m.sum() if count is None else count.to(nll.dtype)).clamp_min(1.0)

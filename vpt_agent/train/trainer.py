@@ -3,7 +3,8 @@
 Per step: B lanes x T frames go through the policy in one call, with each lane's recurrent state (transformer
 memory or LSTM (h, c)) carried over from its previous window (detached: truncated BPTT) and reset where a lane
 starts an episode
-(``first``). The loss is the mean NLL of the recorded joint actions over the real (unpadded) steps.
+(``first``). The loss is the mean NLL of the recorded joint actions over the real (unpadded) steps. Under
+torchrun the B lanes are shared among the processes (:mod:`.distributed`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ..errors import VPTError
 from ..loading import load_model_config, load_state_dict, read_state_dict
 from ..policy import BlockState, VPTPolicy
 from . import checkpoint as ckpt
+from . import distributed
 from .batches import Batch, EpisodeSource, RecordingSource, TrainDataError, WindowLoader
 from .config import TrainConfig
 from .loss import action_nll, bc_loss
@@ -140,13 +142,19 @@ def detach_state(state: List[BlockState]) -> List[BlockState]:
 
 def train_step(policy: VPTPolicy, optimizer: torch.optim.Optimizer, params: List[torch.nn.Parameter],
                t: Dict[str, torch.Tensor], state: List[BlockState], grad_clip: float,
-               autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor, List[BlockState]]:
-    """One optimizer step on one batch. Returns (loss, pre-clip gradient norm, detached next state)."""
+               autocast: contextlib.AbstractContextManager, group: distributed.Group = distributed.Group()
+               ) -> tuple[torch.Tensor, torch.Tensor, List[BlockState]]:
+    """One optimizer step on one batch. Returns (loss, pre-clip gradient norm, detached next state).
+
+    With a parallel ``group`` the batch is this process's lanes; loss and gradients are those of all lanes.
+    """
     optimizer.zero_grad(set_to_none=True)
+    count = group.sum(t["mask"].sum()) if group.parallel else None
     with autocast:
         out = policy(t["frames"], t["first"], state)
-    loss = bc_loss(out.logp, t["buttons"], t["camera"], t["mask"])
+    loss = bc_loss(out.logp, t["buttons"], t["camera"], t["mask"], count)
     loss.backward()
+    loss = group.sum_gradients(params, loss.detach())
     if grad_clip > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)  # a list: the clip really sees the params
     else:
@@ -157,12 +165,13 @@ def train_step(policy: VPTPolicy, optimizer: torch.optim.Optimizer, params: List
 
 @torch.no_grad()
 def evaluate_loss(policy: VPTPolicy, loader: WindowLoader, device: torch.device,
-                  dtype: torch.dtype = torch.float32) -> float:
-    """Mean NLL per real step over one pass of ``loader`` (memory carried across windows, as in training)."""
+                  dtype: torch.dtype = torch.float32, group: distributed.Group = distributed.Group()) -> float:
+    """Mean NLL per real step over one pass of ``loader`` (memory carried across windows, as in training;
+    with a parallel ``group``, over every process's lanes)."""
     was_training = policy.training
     policy.eval()
     loader.load_state_dict({**loader.state_dict(), "next_step": 0})  # a full pass every time
-    state = policy.initial_state(loader.batch, device)
+    state = policy.initial_state(len(loader.lanes), device)
     total, count = 0.0, 0
     try:
         for batch in loader:
@@ -175,6 +184,8 @@ def evaluate_loss(policy: VPTPolicy, loader: WindowLoader, device: torch.device,
             state = out.state
     finally:
         policy.train(was_training)
+    if group.parallel:
+        total, count = group.sum(torch.tensor([total, count], dtype=torch.float64, device=device)).tolist()
     return total / max(count, 1)
 
 
@@ -252,7 +263,22 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    group = distributed.from_environment(device)
+    try:
+        return _train(cfg, saved, out, device, dtype, group, source, val_source)
+    finally:
+        group.close()
 
+
+def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device: torch.device, dtype: torch.dtype,
+           group: distributed.Group, source: Optional[EpisodeSource], val_source: Optional[EpisodeSource]
+           ) -> TrainResult:
+    if group.parallel:
+        if cfg.batch % group.world:
+            raise TrainConfigError(f"--batch {cfg.batch} does not split into {group.world} processes' equal shares")
+        if device.type == "cuda":
+            device = torch.device("cuda", group.local_rank)
+    lanes = group.lanes(cfg.batch)
     policy = build_policy(cfg.model, "random" if saved else cfg.weights, cfg.seed)
     img_shape = policy.cfg.img_shape
     if source is None:
@@ -266,9 +292,9 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
             raise TrainDataError(f"{s.name(0)}: frames are {tuple(s.frame_shape)}, the model wants {tuple(img_shape)}")
     epochs = cfg.epochs if (cfg.epochs or cfg.steps) else 1
     skip = cfg.null_actions == "skip"
-    loader = WindowLoader(source, cfg.batch, cfg.seq_len, cfg.seed, epochs, cfg.workers, skip_null=skip)
-    val_loader = (WindowLoader(val_source, cfg.batch, cfg.seq_len, cfg.seed, 1, cfg.workers, skip_null=skip)
-                  if val_source is not None else None)
+    loader = WindowLoader(source, cfg.batch, cfg.seq_len, cfg.seed, epochs, cfg.workers, skip_null=skip, lanes=lanes)
+    val_loader = (WindowLoader(val_source, cfg.batch, cfg.seq_len, cfg.seed, 1, cfg.workers, skip_null=skip,
+                               lanes=lanes) if val_source is not None else None)
 
     out.mkdir(parents=True, exist_ok=True)
     # Frames arrive NHWC: channels-last conv weights spare a re-layout per call (same maths; saved files are
@@ -278,7 +304,7 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
     if cfg.grad_checkpoint:
         enable_grad_checkpointing(policy)
     optimizer, scheduler = make_optimizer(params, cfg)
-    state = policy.initial_state(cfg.batch, device)
+    state = policy.initial_state(len(lanes), device)
     step = 0
     meter = _Meter()
     if saved is not None:
@@ -286,32 +312,37 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         loader.load_state_dict(saved["loader"])
-        state = ckpt.state_from_saved(saved["state"], device, like=state)
+        state = ckpt.state_from_saved(group.share_of(saved["state"], cfg.batch), device, like=state)
         step = int(saved["step"])
         meter.loss_sum, meter.frames, meter.steps = saved["meter"]
-        ckpt.truncate_metrics(out, step)
+        if group.main:
+            ckpt.truncate_metrics(out, step)
         logger.info("resumed %s at step %d", out, step)
+    group.broadcast_parameters(policy)
 
     total = cfg.steps or loader.steps_per_epoch_estimate() * epochs
-    bar = _progress(cfg, total, step)
+    bar = _progress(cfg, total, step, group.main)
     val_every = cfg.val_every or cfg.checkpoint_every
     last_loss = val_loss = None
-    metrics = open(out / ckpt.METRICS, "a")
+    metrics = open(out / ckpt.METRICS, "a") if group.main else contextlib.nullcontext()
 
     def checkpoint() -> None:
-        ckpt.save_checkpoint(out, {
-            "config": cfg.to_dict(), "step": step, "policy": policy.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "loader": loader.state_dict(), "state": ckpt.state_to_cpu(state),
-            "meter": [meter.loss_sum, meter.frames, meter.steps],
-        })
+        all_lanes = group.gather_state(state)  # every process takes part; process 0 writes
+        if group.main:
+            ckpt.save_checkpoint(out, {
+                "config": cfg.to_dict(), "step": step, "policy": policy.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "loader": loader.state_dict(), "state": all_lanes,
+                "meter": [meter.loss_sum, meter.frames, meter.steps],
+            })
 
     def write_row(extra: Dict[str, Any]) -> None:
         """One metrics.jsonl row for the steps since the last one (``extra``: the validation loss, if run)."""
         row = {"step": step, "epoch": batch.epoch, **meter.row(), **extra, "lr": scheduler.get_last_lr()[0],
                "grad_norm": float(gnorm)}
-        metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
+        if group.main:
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
         meter.reset()
 
     try:
@@ -319,16 +350,16 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
             for batch in _batches(loader, cfg.steps, step):
                 t = batch_tensors(batch, device)
                 loss, gnorm, state = train_step(policy, optimizer, params, t, state, cfg.grad_clip,
-                                                autocast_for(device, dtype))
+                                                autocast_for(device, dtype), group)
                 scheduler.step()
                 step += 1
                 last_loss = float(loss)
                 if not math.isfinite(last_loss):
                     raise TrainingDiverged(f"the loss became {last_loss} at step {step}; lower --lr")
-                meter.add(last_loss, int(batch.mask.sum()))
+                meter.add(last_loss, int(group.sum(t["mask"].sum())) if group.parallel else int(batch.mask.sum()))
                 row: Dict[str, Any] = {}
                 if val_loader is not None and step % val_every == 0:
-                    val_loss = evaluate_loss(policy, val_loader, device, dtype)
+                    val_loss = evaluate_loss(policy, val_loader, device, dtype, group)
                     row["val_loss"] = val_loss
                 if step % cfg.log_every == 0 or row:
                     write_row(row)
@@ -339,16 +370,17 @@ def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
             if meter.steps:  # the last, partial logging interval
                 row = {}
                 if val_loader is not None:
-                    val_loss = evaluate_loss(policy, val_loader, device, dtype)
+                    val_loss = evaluate_loss(policy, val_loader, device, dtype, group)
                     row["val_loss"] = val_loss
                 write_row(row)
         checkpoint()
     finally:
         bar.close()
-    files = ckpt.save_final(out, policy, Path(cfg.model))
-    files["plot"] = ckpt.plot_losses(out)
-    files["metrics"] = out / ckpt.METRICS
-    return TrainResult(out, step, last_loss, val_loss, files)
+    if group.main:
+        ckpt.save_final(out, policy, Path(cfg.model))
+        ckpt.plot_losses(out)
+    group.barrier()  # the others return once the final files exist
+    return TrainResult(out, step, last_loss, val_loss, ckpt.output_paths(out))
 
 
 def _batches(loader: WindowLoader, steps: Optional[int], done: int) -> Iterable[Batch]:
@@ -361,7 +393,8 @@ def _batches(loader: WindowLoader, steps: Optional[int], done: int) -> Iterable[
             return
 
 
-def _progress(cfg: TrainConfig, total: int, initial: int) -> Any:
+def _progress(cfg: TrainConfig, total: int, initial: int, show: bool = True) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, disable=cfg.no_progress, unit="step", desc="train", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, disable=cfg.no_progress or not show, unit="step", desc="train",
+                dynamic_ncols=True)
