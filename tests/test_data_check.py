@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from vpt_agent.data import DataError, RecordingWriter, ReadOptions, find_recordings, load_actions, recording_files
+from vpt_agent.data import check as check_module
 from vpt_agent.data.check import check_recordings, format_summary, summarize
 from vpt_agent.data.cli import main
 from vpt_agent.train.targets import action_targets
@@ -146,3 +148,14 @@ def test_python_m_entry_point(good):
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "3 recordings: 3 usable" in run.stdout
+
+
+def _die(*args):
+    os._exit(3)  # a decoder crash takes the whole process down
+
+
+def test_a_dying_checker_is_one_line(good, monkeypatch, capsys):
+    directory, _ = good
+    monkeypatch.setattr(check_module, "check_recording", _die)
+    assert main([str(directory), "--no-progress", "--jobs", "2"]) == 2
+    assert "a checking process died" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -65,7 +66,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {missing[0]}: no such file or directory", file=sys.stderr)
         return 2
     options = ReadOptions.official() if config.official_loader else ReadOptions()
-    checks = check_recordings(config.paths, options, config.decode, config.jobs, progress=not config.no_progress)
+    try:
+        checks = check_recordings(config.paths, options, config.decode, config.jobs,
+                                  progress=not config.no_progress)
+    except BrokenProcessPool:
+        print("error: a checking process died (a video that crashes the decoder?); run with --jobs 1 to find it",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     if not checks:
         print(f"error: {', '.join(config.paths)}: no recordings (NAME.mp4 + NAME.jsonl) found", file=sys.stderr)
         return 2

@@ -121,6 +121,11 @@ def from_environment(device: torch.device) -> Group:
         return Group()
     group = Group(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
+        if group.local_rank >= torch.cuda.device_count():
+            from .trainer import TrainConfigError
+
+            raise TrainConfigError(f"process {group.rank} (local rank {group.local_rank}) needs a GPU of its own, "
+                                   f"this machine has {torch.cuda.device_count()}: start fewer processes per node")
         torch.cuda.set_device(group.local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
