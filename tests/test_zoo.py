@@ -387,9 +387,10 @@ def test_cli_list(capsys, tmp_path):
     assert "size" in out and "trained on" in out
 
 
-def test_cli_download_in_a_subprocess(server, files):
+@pytest.mark.parametrize("command", [["vpt_agent.zoo", "download"], ["vpt_agent.download"]])
+def test_cli_download_in_a_subprocess(server, files, command):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-m", "vpt_agent.zoo", "download", MODEL, "--no-progress"]
+    cmd = [sys.executable, "-m", *command, MODEL, "--no-progress"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     assert str(cache_dir() / WEIGHTS_FILE) in done.stdout

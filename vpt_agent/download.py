@@ -342,3 +342,17 @@ def _describe(exc: Any) -> str:
     if isinstance(exc, BaseException):
         return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
     return text[:200]
+
+
+def main(argv: Optional[list] = None) -> int:
+    """``python -m vpt_agent.download NAME [NAME ...]``: the zoo's ``download`` command under the job's name
+    (models by catalogue name only; same options and exit codes as ``python -m vpt_agent.zoo download``)."""
+    import sys
+
+    from . import zoo  # imported here: zoo imports this module
+
+    return zoo.main(["download", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
