@@ -13,8 +13,9 @@
 #   cpu       the host CPU at B=1: fp32/bf16, eager/compiled, and bf16 (as the agent defaults it) vs fp32 agreement
 #   b256      where B=256 stands: host pre-processing, the encoder's CUDA kernel variants with a kernel profile, the
 #             1x step in bf16 and fp32 (TF32 convolutions, PyTorch's default; strict fp32, TF32 off) with the default
-#             kernels, some turned off, and the (off by default) Triton GroupNorm; eager B=1 with and without
-#             this session's kernels
+#             kernels, some turned off, and the (off by default) Triton GroupNorm; eager B=1 with the default
+#             kernels, without session 6's (plain), without any (none: PyTorch's GroupNorm, ~3 kernels per norm
+#             instead of the channels-last one's ~10-18 small ones) and with the Triton GroupNorm (2 per norm)
 # Python packages the machine lacks (gymnasium; gym3 + cffi for the official agent) may come as wheels in .whl/.
 set -u
 OUT=${OUT:-gpu_out}
@@ -77,7 +78,8 @@ if has b256; then
       --frames model --steps 30 --warmup 5 --json "$OUT/bench_1x_b256_bf16.json" 2>&1 | tail -4
   timeout 100 $B --sizes 1x --batch 256 --dtypes float32 --conv-tf32 on off --cnn default triton-gn --frames model \
       --steps 20 --warmup 3 --json "$OUT/bench_1x_b256_fp32.json" 2>&1 | tail -5
-  timeout 60 $B --sizes 1x --batch 1 --dtypes float32 --cuda-graph off --cnn default plain --steps 50 --warmup 5 \
-      --json "$OUT/bench_1x_b1_eager.json" 2>&1 | tail -2
+  timeout 90 $B --sizes 1x --batch 1 --dtypes float32 --cuda-graph off --cnn default plain none triton-gn --steps 50 \
+      --warmup 5 \
+      --json "$OUT/bench_1x_b1_eager.json" 2>&1 | tail -5
 fi
 echo "gpu_check done"
