@@ -128,6 +128,27 @@ def test_resume_refuses_changed_options(tmp_path, tiny_model):
         train(_config(tiny_model, tmp_path / "o", steps=4), MemorySource(episodes))
 
 
+def test_snapshots_are_the_weights_at_their_step(tmp_path, tiny_model):
+    from vpt_agent import VPTAgent
+
+    episodes = [episode(i, 9 + 3 * i) for i in range(3)]
+    train(_config(tiny_model, tmp_path / "long", steps=6, snapshot_every=2), MemorySource(episodes))
+    train(_config(tiny_model, tmp_path / "short", steps=4), MemorySource(episodes))
+    snaps = sorted((tmp_path / "long" / "snapshots").iterdir())
+    assert [p.name for p in snaps] == ["step_0000002.weights", "step_0000004.weights", "step_0000006.weights"]
+    at4 = torch.load(snaps[1], weights_only=True)
+    for other, same in ((tmp_path / "short" / "final.weights", True), (snaps[2], False)):
+        theirs = torch.load(other, weights_only=True)
+        assert at4.keys() == theirs.keys()
+        assert all(torch.equal(at4[k], theirs[k]) for k in at4) == same
+    last = torch.load(snaps[2], weights_only=True)
+    final = torch.load(tmp_path / "long" / "final.weights", weights_only=True)
+    assert all(torch.equal(last[k], final[k]) for k in final)
+    VPTAgent.from_files(tiny_model, snaps[0], device="cpu")  # loads strictly, like final.weights
+    with pytest.raises(TrainDataError, match="--snapshot-every must be >= 1"):
+        train(_config(tiny_model, tmp_path / "bad", steps=2, snapshot_every=0), MemorySource(episodes))
+
+
 # ----------------------------------------------------------------------------- memory semantics
 def _nll_per_episode(policy, loader):
     """Per-step NLL of every episode, from a loader's batches with memory carried between windows."""

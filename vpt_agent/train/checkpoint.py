@@ -92,6 +92,23 @@ def load_checkpoint(out: Path) -> Dict[str, Any]:
         raise TrainDataError(f"{path}: cannot read the checkpoint ({e!r:.200})") from e
 
 
+SNAPSHOTS = "snapshots"
+
+
+def snapshot_path(out: Path, step: int) -> Path:
+    """``OUT/snapshots/step_NNNNNNN.weights``: the weights after ``step`` steps (``--snapshot-every``)."""
+    return Path(out) / SNAPSHOTS / f"step_{step:07d}.weights"
+
+
+def save_snapshot(out: Path, policy: torch.nn.Module, step: int) -> Path:
+    """The weights after ``step`` steps in the official layout (atomic), loadable like ``final.weights``."""
+    path = snapshot_path(out, step)
+    path.parent.mkdir(exist_ok=True)
+    sd = official_state_dict(policy)
+    atomic_write(path, lambda tmp: torch.save(sd, tmp))
+    return path
+
+
 def output_paths(out: Path) -> Dict[str, Path]:
     """What a finished run leaves in ``out``, by kind."""
     out = Path(out)

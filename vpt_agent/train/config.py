@@ -47,14 +47,17 @@ class TrainConfig:
     val_every: Optional[int] = _opt(None, "validation interval in steps (default: --checkpoint-every)", metavar="N")
     checkpoint_every: int = _opt(200, "checkpoint interval in steps (kill -9 loses at most this much)", metavar="N")
     log_every: int = _opt(10, "metrics.jsonl interval in steps", metavar="N")
+    snapshot_every: Optional[int] = _opt(None, "also keep the weights every N steps, in the official layout: "
+                                         "OUT/snapshots/step_NNNNNNN.weights (to evaluate or pick later)",
+                                         metavar="N")
     workers: int = _opt(2, "video decoding processes (0: decode in the training process)", metavar="N")
     seed: int = _opt(0, "seed of the data order and of a random initialisation")
     threads: Optional[int] = _opt(None, "torch CPU threads (default: torch's choice)", metavar="N")
     no_progress: bool = _opt(False, "no progress bar")
 
     #: options the command line may change when resuming (they do not change what is computed)
-    RESUMABLE_OVERRIDES = ("steps", "epochs", "checkpoint_every", "log_every", "val_every", "workers",
-                           "no_progress", "threads", "resume")
+    RESUMABLE_OVERRIDES = ("steps", "epochs", "checkpoint_every", "log_every", "val_every", "snapshot_every",
+                           "workers", "no_progress", "threads", "resume")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -223,7 +223,8 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
         if not getattr(cli, flag):
             raise TrainConfigError(f"--{flag} is required")
     for name, v in (("seq-len", cli.seq_len), ("batch", cli.batch), ("checkpoint-every", cli.checkpoint_every),
-                    ("log-every", cli.log_every)):
+                    ("log-every", cli.log_every), ("snapshot-every", 1 if cli.snapshot_every is None
+                                                   else cli.snapshot_every)):
         if v < 1:
             raise TrainConfigError(f"--{name} must be >= 1, got {v}")
     if cli.steps is not None and cli.steps < 1 or cli.epochs is not None and cli.epochs < 1:
@@ -365,6 +366,8 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
                     write_row(row)
                 if step % cfg.checkpoint_every == 0:
                     checkpoint()
+                if cfg.snapshot_every and step % cfg.snapshot_every == 0 and group.main:
+                    ckpt.save_snapshot(out, policy, step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
             if meter.steps:  # the last, partial logging interval
