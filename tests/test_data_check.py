@@ -159,3 +159,39 @@ def test_a_dying_checker_is_one_line(good, monkeypatch, capsys):
     monkeypatch.setattr(check_module, "check_recording", _die)
     assert main([str(directory), "--no-progress", "--jobs", "2"]) == 2
     assert "a checking process died" in capsys.readouterr().err
+
+
+def test_edge_cases_of_the_listing_and_the_totals(tmp_path, good, capsys, monkeypatch):
+    directory, files = good
+    # the same recordings named twice, relatively and absolutely: counted once
+    monkeypatch.chdir(directory.parent)
+    assert len(check_recordings([directory.name, directory, files[0].video, files[0].actions])) == 3
+    # a file name OpenCV cannot take (it would crash the process): one problem line
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    stem = os.fsdecode(b"bad\xffname")
+    (odd / (stem + ".mp4")).write_bytes(files[0].video.read_bytes())
+    (odd / (stem + ".jsonl")).write_bytes(files[0].actions.read_bytes())
+    [result] = check_recordings(odd)
+    assert not result.ok and "file name is not valid UTF-8" in result.error
+    # usable recordings without a single training step: training would refuse them, so does the check
+    empty = tmp_path / "nulls"
+    with RecordingWriter(empty, "still") as writer:
+        for _ in range(4):
+            writer.write(noise_frame(np.random.default_rng(0)), {})
+    assert main([str(empty), "--no-progress"]) == 1
+    assert "no training steps" in capsys.readouterr().err
+    # a path that is not a recording at all is a bad argument
+    (tmp_path / "notes.txt").write_text("hi")
+    assert main([str(tmp_path / "notes.txt"), "--no-progress"]) == 2
+    assert "not a recording" in capsys.readouterr().err
+
+
+def test_official_loader_decode_needs_only_the_frames_it_reads(good):
+    directory, files = good
+    with open(files[0].actions, "a") as f:
+        f.write(files[0].actions.read_text().splitlines()[0] + "\n")  # one line more than frames
+    [strict] = check_recordings(files[0].video, decode=True)
+    [official] = check_recordings(files[0].video, ReadOptions.official(), decode=True)
+    assert not strict.ok and "31 lines" in strict.error
+    assert official.ok and official.decoded == STEPS

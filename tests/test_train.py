@@ -149,6 +149,58 @@ def test_snapshots_are_the_weights_at_their_step(tmp_path, tiny_model):
         train(_config(tiny_model, tmp_path / "bad", steps=2, snapshot_every=0), MemorySource(episodes))
 
 
+def test_a_kill_between_snapshot_and_checkpoint_loses_no_snapshot(tmp_path, tiny_model, monkeypatch):
+    from vpt_agent.train import checkpoint as ckpt
+
+    episodes = [episode(i, 9 + 3 * i) for i in range(3)]
+    cfg = _config(tiny_model, tmp_path / "o", steps=6, checkpoint_every=2, snapshot_every=2)
+    save = ckpt.save_snapshot
+
+    def killed_at_4(out, policy, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return save(out, policy, step)
+
+    monkeypatch.setattr(ckpt, "save_snapshot", killed_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, MemorySource(episodes))
+    monkeypatch.setattr(ckpt, "save_snapshot", save)
+    train(_config(tiny_model, tmp_path / "o", steps=6, checkpoint_every=2, snapshot_every=2, resume=True),
+          MemorySource(episodes))
+    assert sorted(p.name for p in (tmp_path / "o" / "snapshots").iterdir()) == [
+        "step_0000002.weights", "step_0000004.weights", "step_0000006.weights"]
+
+
+def test_resume_after_a_kill_in_the_final_validation(tmp_path, tiny_model, monkeypatch):
+    """The last in-loop checkpoint is at the final step with a partial logging interval: resuming runs no step,
+    and still writes that interval's row (it needs the last step's epoch and gradient norm from the checkpoint)."""
+    from vpt_agent.train import trainer
+
+    episodes = [episode(i, 9 + 3 * i) for i in range(3)]
+    cfg = dict(steps=6, checkpoint_every=3, log_every=4, val_every=100)
+    evaluate = trainer.evaluate_loss
+    monkeypatch.setattr(trainer, "evaluate_loss", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_model, tmp_path / "o", **cfg), MemorySource(episodes), MemorySource(episodes))
+    saved = torch.load(tmp_path / "o" / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 6 and saved["meter"][2] == 2 and saved["last"]["epoch"] == 0
+    monkeypatch.setattr(trainer, "evaluate_loss", evaluate)
+    result = train(_config(tiny_model, tmp_path / "o", resume=True, **cfg), MemorySource(episodes),
+                   MemorySource(episodes))
+    assert result.steps == 6 and result.val_loss is not None
+    rows = [json.loads(x) for x in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 6]
+    assert rows[1]["epoch"] == 0 and rows[1]["grad_norm"] == saved["last"]["grad_norm"] and "val_loss" in rows[1]
+
+
+@pytest.mark.parametrize("flag", ["checkpoint_every", "log_every", "snapshot_every", "val_every"])
+def test_resume_checks_the_merged_options(tmp_path, tiny_model, flag):
+    episodes = [episode(0, 12)]
+    train(_config(tiny_model, tmp_path / "o", steps=2), MemorySource(episodes))
+    with pytest.raises(TrainDataError, match=f"--{flag.replace('_', '-')} must be >= 1, got 0"):
+        train(_config(tiny_model, tmp_path / "o", steps=4, resume=True, **{flag: 0}), MemorySource(episodes))
+
+
 # ----------------------------------------------------------------------------- memory semantics
 def _nll_per_episode(policy, loader):
     """Per-step NLL of every episode, from a loader's batches with memory carried between windows."""

@@ -347,11 +347,12 @@ def _describe(exc: Any) -> str:
 def main(argv: Optional[list] = None) -> int:
     """``python -m vpt_agent.download NAME [NAME ...]``: the zoo's ``download`` command under the job's name
     (models by catalogue name only; same options and exit codes as ``python -m vpt_agent.zoo download``)."""
-    import sys
+    import argparse
 
     from . import zoo  # imported here: zoo imports this module
 
-    return zoo.main(["download", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="python -m vpt_agent.download", description=zoo.DOWNLOAD_HELP)
+    return zoo.main(argv, zoo.download_arguments(parser))
 
 
 if __name__ == "__main__":

@@ -557,18 +557,26 @@ def _parser() -> argparse.ArgumentParser:
     p_list.add_argument("--urls", action="store_true", help="also show the official file URLs")
     p_list.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
     p_list.set_defaults(func=_cmd_list)
-    p_dl = sub.add_parser("download", help="download models into the cache (or verify cached copies)")
-    p_dl.add_argument("names", nargs="+", metavar="NAME", help="model name(s) from `list`, or `all`")
-    p_dl.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
-    p_dl.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p_dl.add_argument("--force", action="store_true", help="discard cached copies and download again")
-    p_dl.set_defaults(func=_cmd_download)
+    download_arguments(sub.add_parser("download", help=DOWNLOAD_HELP))
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+DOWNLOAD_HELP = "download models into the cache (or verify cached copies)"
+
+
+def download_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``download`` command's arguments (also ``python -m vpt_agent.download``'s)."""
+    parser.add_argument("names", nargs="+", metavar="NAME", help="model name(s) from `list`, or `all`")
+    parser.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true", help="discard cached copies and download again")
+    parser.set_defaults(func=_cmd_download)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:
     """CLI entry point: 0 on success, 2 for a bad name, 1 for a failed download or cache check (one line)."""
-    args = _parser().parse_args(argv)
+    args = (parser or _parser()).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return args.func(args)

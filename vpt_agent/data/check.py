@@ -6,7 +6,7 @@ going past problems:
 
     paths --list_recordings--> recordings (a missing path or an mp4 without its jsonl: a problem in its place)
           --load_actions-----> jsonl parsed with the official semantics, the mp4's frame count (training's checks)
-          --decode=True------> every frame of the mp4 decoded: the count must be what the container says
+          --decode=True------> every frame of the mp4 decoded: at least the frames training reads must decode
           --action_targets---> which kept steps are null in the agent's action space (``--null-actions skip``)
 
 The result (:class:`RecordingCheck` per recording) counts steps, GUI-open steps, camera moves and presses per
@@ -74,9 +74,10 @@ def check_recording(files: Union[RecordingFiles, DataError], options: ReadOption
             read.num_lines, read.num_frames, read.num_null, len(read))
         if decode:
             check.decoded = count_frames(files.video, decode=True)
-            if check.decoded != read.num_frames:
+            needed = min(read.num_lines, read.num_frames)  # what training reads (the two agree unless truncating)
+            if check.decoded < needed:
                 raise DataError(f"{files.video}: {check.decoded} frames decode, the container announces "
-                                f"{read.num_frames} (truncated or corrupt video)")
+                                f"{read.num_frames} and training reads {needed} (truncated or corrupt video)")
     except DataError as err:
         check.error = str(err)
         return check
@@ -116,8 +117,16 @@ def _map(entries: List[Union[RecordingFiles, DataError]], options: ReadOptions, 
     if jobs == 1 or len(entries) < 2:
         yield from (check_recording(e, options, decode) for e in entries)
         return
-    with concurrent.futures.ProcessPoolExecutor(min(jobs, len(entries))) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(min(jobs, len(entries)))
+    try:
         yield from pool.map(check_recording, entries, [options] * len(entries), [decode] * len(entries))
+    except BaseException:  # Ctrl-C, a dead worker: stop now, not after the recordings already handed out
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        raise
+    pool.shutdown()
 
 
 def summarize(checks: Sequence[RecordingCheck]) -> Dict[str, Any]:

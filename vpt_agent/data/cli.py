@@ -60,18 +60,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .check import check_recordings, format_summary, summarize
     from .options import ReadOptions
+    from .recording import ACTIONS_SUFFIX, VIDEO_SUFFIX
 
-    missing = [p for p in config.paths if not Path(p).exists()]
-    if missing:
-        print(f"error: {missing[0]}: no such file or directory", file=sys.stderr)
-        return 2
+    for path in map(Path, config.paths):
+        if not path.exists():
+            print(f"error: {path}: no such file or directory", file=sys.stderr)
+            return 2
+        if not path.is_dir() and path.suffix not in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
+            print(f"error: {path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)", file=sys.stderr)
+            return 2
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # each problem is reported once, as one line
     options = ReadOptions.official() if config.official_loader else ReadOptions()
     try:
         checks = check_recordings(config.paths, options, config.decode, config.jobs,
                                   progress=not config.no_progress)
     except BrokenProcessPool:
-        print("error: a checking process died (a video that crashes the decoder?); run with --jobs 1 to find it",
-              file=sys.stderr)
+        print("error: a checking process died (OpenCV crashed on a video?); nothing was reported", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -81,10 +85,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     summary = summarize(checks)
     print(format_summary(summary))
+    if summary["usable"] and not summary["steps"]:
+        print("error: no training steps in the usable recordings (every action is a null action)", file=sys.stderr)
     if config.json:
         try:
             Path(config.json).write_text(json.dumps(summary, indent=1) + "\n")
         except OSError as err:
             print(f"error: cannot write {config.json}: {err.strerror or err}", file=sys.stderr)
             return 2
-    return 1 if summary["unusable"] else 0
+    return 1 if summary["unusable"] or not summary["steps"] else 0

@@ -64,19 +64,30 @@ def find_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[Recordin
 def list_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[Union[RecordingFiles, DataError]]:
     """What :func:`find_recordings` finds, with each problem (a missing path, an mp4 without its jsonl, ...) in
     its place as a :class:`DataError` instead of raised, so that a check can report all of them."""
-    found: List[Union[RecordingFiles, DataError]] = []
+    found: Dict[Any, Union[RecordingFiles, DataError]] = {}  # one entry per recording (or problem) however named
     for path in map(Path, _as_list(paths)):
         if path.is_dir():
-            names = sorted({p.stem for p in path.iterdir() if p.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX)
-                            and p.is_file() and not p.name.startswith(".")})
-            found.extend(_pair(path, name) for name in names)
+            try:
+                names = sorted({p.stem for p in path.iterdir() if p.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX)
+                                and p.is_file() and not p.name.startswith(".")})
+            except OSError as err:
+                names, found[str(path)] = [], DataError(f"{path}: cannot list the directory ({err.strerror})")
+            for name in names:
+                entry = _pair(path, name)
+                found.setdefault(_identity(entry), entry)
         elif path.is_file() and path.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
-            found.append(_pair(path.parent, path.stem))
+            entry = _pair(path.parent, path.stem)
+            found.setdefault(_identity(entry), entry)
         elif path.exists():
-            found.append(DataError(f"{path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)"))
+            found[str(path)] = DataError(f"{path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)")
         else:
-            found.append(DataError(f"{path}: no such file or directory"))
-    return list(dict.fromkeys(found))  # a recording named twice (its mp4 and its jsonl) once
+            found[str(path)] = DataError(f"{path}: no such file or directory")
+    return list(found.values())
+
+
+def _identity(entry: Union[RecordingFiles, DataError]) -> Any:
+    """The same recording named through another path (relative/absolute, a symlinked directory) is one entry."""
+    return entry.video.resolve() if isinstance(entry, RecordingFiles) else str(entry)
 
 
 def _as_list(paths: Union[PathLike, Sequence[PathLike]]) -> List[PathLike]:

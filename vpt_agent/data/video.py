@@ -37,6 +37,10 @@ def open_video(path: Path) -> cv2.VideoCapture:
     """An opened ``cv2.VideoCapture`` for ``path`` (DataError if OpenCV cannot open it)."""
     if not Path(path).is_file():
         raise DataError(f"{path}: video file not found")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # OpenCV crashes the process on such a name instead of failing
+        raise DataError(f"{path!r}: the file name is not valid UTF-8 (OpenCV cannot open it); rename it") from None
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()

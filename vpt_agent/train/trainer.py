@@ -213,7 +213,9 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
                                        f"({theirs}); a resumed run keeps its options")
             changes[f.name] = mine
         changes["resume"] = True
-        return dataclasses.replace(base, **changes), saved
+        merged = dataclasses.replace(base, **changes)
+        _check_ranges(merged)
+        return merged, saved
     if not cli.resume:
         for name in (ckpt.CHECKPOINT, ckpt.FINAL_WEIGHTS):
             if (out / name).exists():
@@ -222,14 +224,17 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
     for flag in ("model", "weights"):
         if not getattr(cli, flag):
             raise TrainConfigError(f"--{flag} is required")
-    for name, v in (("seq-len", cli.seq_len), ("batch", cli.batch), ("checkpoint-every", cli.checkpoint_every),
-                    ("log-every", cli.log_every), ("snapshot-every", 1 if cli.snapshot_every is None
-                                                   else cli.snapshot_every)):
-        if v < 1:
-            raise TrainConfigError(f"--{name} must be >= 1, got {v}")
-    if cli.steps is not None and cli.steps < 1 or cli.epochs is not None and cli.epochs < 1:
-        raise TrainConfigError("--steps and --epochs must be >= 1")
+    _check_ranges(cli)
     return cli, None
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Counts and intervals are >= 1 (None: not given), for a new run and for a resumed one's merged options."""
+    for name in ("seq_len", "batch", "checkpoint_every", "log_every", "snapshot_every", "val_every", "steps",
+                 "epochs"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise TrainConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -308,6 +313,7 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
     state = policy.initial_state(len(lanes), device)
     step = 0
     meter = _Meter()
+    last: Dict[str, Any] = {"epoch": None, "grad_norm": None}  # of the latest step, for the next metrics row
     if saved is not None:
         policy.load_state_dict(saved["policy"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -316,6 +322,7 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
         state = ckpt.state_from_saved(group.share_of(saved["state"], cfg.batch), device, like=state)
         step = int(saved["step"])
         meter.loss_sum, meter.frames, meter.steps = saved["meter"]
+        last.update(saved.get("last", {}))
         if group.main:
             ckpt.truncate_metrics(out, step)
         logger.info("resumed %s at step %d", out, step)
@@ -334,13 +341,13 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
                 "config": cfg.to_dict(), "step": step, "policy": policy.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "loader": loader.state_dict(), "state": all_lanes,
-                "meter": [meter.loss_sum, meter.frames, meter.steps],
+                "meter": [meter.loss_sum, meter.frames, meter.steps], "last": dict(last),
             })
 
     def write_row(extra: Dict[str, Any]) -> None:
         """One metrics.jsonl row for the steps since the last one (``extra``: the validation loss, if run)."""
-        row = {"step": step, "epoch": batch.epoch, **meter.row(), **extra, "lr": scheduler.get_last_lr()[0],
-               "grad_norm": float(gnorm)}
+        row = {"step": step, "epoch": last["epoch"], **meter.row(), **extra, "lr": scheduler.get_last_lr()[0],
+               "grad_norm": last["grad_norm"]}
         if group.main:
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
@@ -354,6 +361,7 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
                                                 autocast_for(device, dtype), group)
                 scheduler.step()
                 step += 1
+                last.update(epoch=batch.epoch, grad_norm=float(gnorm))
                 last_loss = float(loss)
                 if not math.isfinite(last_loss):
                     raise TrainingDiverged(f"the loss became {last_loss} at step {step}; lower --lr")
@@ -364,10 +372,10 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
                     row["val_loss"] = val_loss
                 if step % cfg.log_every == 0 or row:
                     write_row(row)
+                if cfg.snapshot_every and step % cfg.snapshot_every == 0 and group.main:
+                    ckpt.save_snapshot(out, policy, step)  # before the checkpoint: a resume never skips one
                 if step % cfg.checkpoint_every == 0:
                     checkpoint()
-                if cfg.snapshot_every and step % cfg.snapshot_every == 0 and group.main:
-                    ckpt.save_snapshot(out, policy, step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
             if meter.steps:  # the last, partial logging interval
