@@ -251,7 +251,10 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
     own_dir = tmp_path / "own"
     own_dir.mkdir()
     write_video(own_dir / "fast.mp4", video_frames(3, seed=5), fps=30)
+    odd_name = tmp_path / os.fsdecode(b"odd\xffname.mp4")  # OpenCV would crash the process on it
+    write_video(odd_name, video_frames(3, seed=5), fps=20)
     cases = [
+        (["--videos", str(odd_name), "--out", str(out)], "not valid UTF-8"),
         (["--videos", str(own_dir), "--out", str(own_dir)], "would replace it"),  # the source is not overwritten
         (["--videos", str(videos), "--out", str(a_file)], "not a directory"),
         (["--videos", str(empty_dir), "--out", str(out)], "no videos"),

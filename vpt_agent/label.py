@@ -47,7 +47,7 @@ from .action_mapping import BUTTONS
 from . import cli
 from .data import DataError, RecordingFiles, env_action_to_json, recording_files
 from .data.jsonl import format_jsonl_line
-from .data.video import VideoEncoder
+from .data.video import VideoEncoder, check_file_name
 from .errors import VPTError
 from .frames import preprocess_pov
 
@@ -163,6 +163,10 @@ def find_videos(paths: Sequence[str]) -> List[Path]:
 
 def probe(path: Path, fps_override: Optional[float]) -> Tuple[float, int]:
     """(frame rate, container frame count) of a video that OpenCV can decode; LabelError otherwise."""
+    try:
+        check_file_name(path)
+    except DataError as err:
+        raise LabelError(str(err)) from None
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():

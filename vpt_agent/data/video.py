@@ -33,14 +33,20 @@ VIDEO_QUALITIES: Dict[str, tuple] = {
 DEFAULT_QUALITY = "standard"
 
 
+def check_file_name(path: Path) -> None:
+    """DataError for a path OpenCV cannot take: a name that is not valid UTF-8 (from a file system with another
+    encoding) crashes the process inside ``cv2.VideoCapture`` instead of failing."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{path!r}: the file name is not valid UTF-8 (OpenCV cannot open it); rename it") from None
+
+
 def open_video(path: Path) -> cv2.VideoCapture:
     """An opened ``cv2.VideoCapture`` for ``path`` (DataError if OpenCV cannot open it)."""
     if not Path(path).is_file():
         raise DataError(f"{path}: video file not found")
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:  # OpenCV crashes the process on such a name instead of failing
-        raise DataError(f"{path!r}: the file name is not valid UTF-8 (OpenCV cannot open it); rename it") from None
+    check_file_name(path)
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
