@@ -285,3 +285,22 @@ def test_cli_labels_and_reports(idm_files, videos, tmp_path, capsys):
     assert code == 0
     assert "labelled 1 videos" in capsys.readouterr().out
     assert [r.name for r in find_recordings(out)] == ["b_short"]
+
+
+def test_shards_split_the_videos_and_label_them_as_one_run(idm_files, videos, tmp_path, capsys, monkeypatch):
+    label_videos(_config(idm_files, videos, tmp_path / "all"))
+    shards = [label_videos(_config(idm_files, videos, tmp_path / "split", shard=f"{k}/2")) for k in range(2)]
+    assert [s["videos"] for s in shards] == [2, 1] and [s["shard"] for s in shards] == ["0/2", "1/2"]
+    names = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == names
+    for name in names:
+        assert (tmp_path / "split" / name).read_bytes() == (tmp_path / "all" / name).read_bytes(), name
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it: the shard comes from the environment
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert label_videos(_config(idm_files, videos, tmp_path / "env"))["videos"] == 1
+    assert sorted(p.stem for p in (tmp_path / "env").iterdir()) == ["b_short", "b_short"]
+    model, weights = map(str, idm_files)
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        code, err = _run_cli(["--videos", str(videos), "--out", str(tmp_path / "x"), "--model", model,
+                              "--weights", weights, "--device", "cpu", f"--shard={bad}"], capsys)
+        assert code == 2 and "--shard" in err and len(err.strip().splitlines()) == 1, (bad, err)

@@ -89,6 +89,10 @@ class LabelConfig:
     fps: Optional[float] = field(default=None, metadata={
         "help": "source frame rate for videos whose container does not state it"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda", "choices": ("auto", "cpu", "cuda")})
+    shard: Optional[str] = field(default=None, metadata={
+        "help": "K/N: label only videos K, K+N, K+2N, ... (0-based, in input order) of all of them, for N processes "
+                "or machines sharing the work (default under torchrun: RANK/WORLD_SIZE, on GPU LOCAL_RANK)",
+        "metavar": "K/N"})
     progress: bool = field(default=True, metadata={"help": "no progress bar", "negate": True})
 
 
@@ -377,10 +381,11 @@ def label_videos(config: LabelConfig, idm: Optional[Any] = None) -> Dict[str, An
     from tqdm import tqdm
 
     out = _check(config, need_model=idm is None)
-    jobs = plan(config, out)
+    k, n = parse_shard(config.shard)
+    jobs = plan(config, out)[k::n]  # every input is validated in every process; each labels its share
     todo = [j for j in jobs if not is_done(j)]
     summary: Dict[str, Any] = {"out": str(out), "videos": len(jobs), "skipped": len(jobs) - len(todo),
-                               "labelled": 0, "frames": 0, "seconds": 0.0}
+                               "labelled": 0, "frames": 0, "seconds": 0.0, "shard": f"{k}/{n}"}
     if not todo:
         return summary
     idm = idm if idm is not None else _load_idm(config)
@@ -514,8 +519,28 @@ def _check(config: LabelConfig, need_model: bool = True) -> Path:
     return out
 
 
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``"K/N"`` -> (K, N); None -> torchrun's (``RANK``, ``WORLD_SIZE``) if set, else (0, 1)."""
+    if text is None:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise LabelError(f"--shard must be K/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= k < n:
+        raise LabelError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
 def _load_idm(config: LabelConfig):
     from .idm import VPTIDM
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and config.device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():  # under torchrun: one GPU per process
+            torch.cuda.set_device(int(local_rank) % torch.cuda.device_count())
 
     kwargs = dict(device=config.device, frame_batch=config.frame_batch)
     if config.idm:
@@ -555,7 +580,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 130
     rate = summary["frames"] / summary["seconds"] if summary["seconds"] else 0.0
-    print(f"{summary['out']}: labelled {summary['labelled']} videos ({summary['skipped']} already done), "
+    shard = "" if summary["shard"] == "0/1" else f" (shard {summary['shard']})"
+    print(f"{summary['out']}{shard}: labelled {summary['labelled']} videos ({summary['skipped']} already done), "
           f"{summary['frames']} frames in {summary['seconds']:.1f} s ({rate:.1f} frames/s)")
     return 0
 
