@@ -195,3 +195,33 @@ def test_official_loader_decode_needs_only_the_frames_it_reads(good):
     [official] = check_recordings(files[0].video, ReadOptions.official(), decode=True)
     assert not strict.ok and "31 lines" in strict.error
     assert official.ok and official.decoded == STEPS
+
+
+SLOW_CHECK = """
+import sys, time
+from vpt_agent.data import check
+from vpt_agent.data.cli import main
+
+def slow(*args):
+    time.sleep(60)
+
+check.check_recording = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_with_several_jobs_stops_at_once_and_cleanly(good, tmp_path):
+    import signal
+    import time
+
+    directory, _ = good
+    script = tmp_path / "slow_check.py"
+    script.write_text(SLOW_CHECK)
+    run = subprocess.Popen([sys.executable, str(script), str(directory), "--jobs", "2", "--no-progress"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(3)  # both workers are inside a 60 s check
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    started = time.monotonic()
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and err.strip() == "interrupted", err
+    assert time.monotonic() - started < 10  # not after the recordings already handed out

@@ -13,7 +13,8 @@ from vpt_agent.data import find_recordings, load_actions
 from vpt_agent.data.video import read_video_rgb
 from vpt_agent.idm import VPTIDM
 from vpt_agent.idm_actions import env_to_idm
-from vpt_agent.label import (LabelConfig, label_videos, main, owned_ranges, resample_indices, window_starts)
+from vpt_agent.label import (LabelConfig, in_shard, label_videos, main, owned_ranges, resample_indices,
+                             window_starts)
 
 WINDOW, STRIDE = 8, 4  # the tiny IDM's timesteps and the default stride
 
@@ -289,18 +290,33 @@ def test_cli_labels_and_reports(idm_files, videos, tmp_path, capsys):
 
 def test_shards_split_the_videos_and_label_them_as_one_run(idm_files, videos, tmp_path, capsys, monkeypatch):
     label_videos(_config(idm_files, videos, tmp_path / "all"))
-    shards = [label_videos(_config(idm_files, videos, tmp_path / "split", shard=f"{k}/2")) for k in range(2)]
-    assert [s["videos"] for s in shards] == [2, 1] and [s["shard"] for s in shards] == ["0/2", "1/2"]
-    names = sorted(p.name for p in (tmp_path / "all").iterdir())
-    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == names
-    for name in names:
+    names = sorted(p.stem for p in videos.iterdir())
+    files = [str(videos / n) for n in sorted(p.name for p in videos.iterdir())]
+    shards = []
+    for k, order in ((0, files), (1, files[::-1]), (2, files[1:] + files[:1])):  # each job lists them its own way
+        cfg = _config(idm_files, videos, tmp_path / "split", shard=f"{k}/3")
+        cfg.videos = order
+        shards.append(label_videos(cfg))
+    assert sum(s["videos"] for s in shards) == len(names) and [s["shard"] for s in shards] == ["0/3", "1/3", "2/3"]
+    assert [s["skipped"] for s in shards] == [0, 0, 0]  # disjoint shares: no job found another's video done
+    expected = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == expected  # and together, every video
+    for name in expected:
         assert (tmp_path / "split" / name).read_bytes() == (tmp_path / "all" / name).read_bytes(), name
+    assert [in_shard(n, k, 3) for n in names for k in range(3)].count(True) == len(names)
     monkeypatch.setenv("RANK", "1")  # as torchrun sets it: the shard comes from the environment
     monkeypatch.setenv("WORLD_SIZE", "3")
-    assert label_videos(_config(idm_files, videos, tmp_path / "env"))["videos"] == 1
-    assert sorted(p.stem for p in (tmp_path / "env").iterdir()) == ["b_short", "b_short"]
+    assert label_videos(_config(idm_files, videos, tmp_path / "env"))["shard"] == "1/3"
     model, weights = map(str, idm_files)
+    base = ["--videos", str(videos), "--out", str(tmp_path / "x"), "--model", model, "--weights", weights,
+            "--device", "cpu"]
+    monkeypatch.setenv("RANK", "3")
+    code, err = _run_cli(base, capsys)
+    assert code == 2 and "RANK/WORLD_SIZE" in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.delenv("WORLD_SIZE")
+    code, err = _run_cli(base, capsys)
+    assert code == 2 and "RANK/WORLD_SIZE" in err, err
+    monkeypatch.delenv("RANK")
     for bad in ("2/2", "1", "a/b", "-1/2"):
-        code, err = _run_cli(["--videos", str(videos), "--out", str(tmp_path / "x"), "--model", model,
-                              "--weights", weights, "--device", "cpu", f"--shard={bad}"], capsys)
+        code, err = _run_cli(base + [f"--shard={bad}"], capsys)
         assert code == 2 and "--shard" in err and len(err.strip().splitlines()) == 1, (bad, err)

@@ -35,6 +35,7 @@ import shutil
 import sys
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +91,8 @@ class LabelConfig:
         "help": "source frame rate for videos whose container does not state it"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda", "choices": ("auto", "cpu", "cuda")})
     shard: Optional[str] = field(default=None, metadata={
-        "help": "K/N: label only videos K, K+N, K+2N, ... (0-based, in input order) of all of them, for N processes "
-                "or machines sharing the work (default under torchrun: RANK/WORLD_SIZE, on GPU LOCAL_RANK)",
+        "help": "K/N: label only the videos whose name hashes to K of N (0 <= K < N), for N processes or machines "
+                "sharing the work (default under torchrun: RANK/WORLD_SIZE, on GPU LOCAL_RANK)",
         "metavar": "K/N"})
     progress: bool = field(default=True, metadata={"help": "no progress bar", "negate": True})
 
@@ -382,7 +383,7 @@ def label_videos(config: LabelConfig, idm: Optional[Any] = None) -> Dict[str, An
 
     out = _check(config, need_model=idm is None)
     k, n = parse_shard(config.shard)
-    jobs = plan(config, out)[k::n]  # every input is validated in every process; each labels its share
+    jobs = [j for j in plan(config, out) if in_shard(j.files.name, k, n)]  # every input is validated everywhere
     todo = [j for j in jobs if not is_done(j)]
     summary: Dict[str, Any] = {"out": str(out), "videos": len(jobs), "skipped": len(jobs) - len(todo),
                                "labelled": 0, "frames": 0, "seconds": 0.0, "shard": f"{k}/{n}"}
@@ -520,16 +521,26 @@ def _check(config: LabelConfig, need_model: bool = True) -> Path:
 
 
 def parse_shard(text: Optional[str]) -> Tuple[int, int]:
-    """``"K/N"`` -> (K, N); None -> torchrun's (``RANK``, ``WORLD_SIZE``) if set, else (0, 1)."""
+    """``"K/N"`` -> (K, N); None -> torchrun's ``RANK/WORLD_SIZE`` if set, else (0, 1)."""
+    where = "--shard"
     if text is None:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is None and world is None:
+            return 0, 1
+        text, where = f"{rank}/{world}", "RANK/WORLD_SIZE (from torchrun)"
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
-        raise LabelError(f"--shard must be K/N (e.g. 0/4), got {text!r}") from None
+        raise LabelError(f"{where} must be K/N (e.g. 0/4), got {text!r}") from None
     if not 0 <= k < n:
-        raise LabelError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+        raise LabelError(f"{where} K/N needs 0 <= K < N, got {text!r}")
     return k, n
+
+
+def in_shard(name: str, k: int, n: int) -> bool:
+    """Whether the video named ``name`` (its output stem) belongs to shard ``k`` of ``n``: by a hash of the name, so
+    jobs agree whatever order they list the videos in, and videos added later do not move the others."""
+    return zlib.crc32(name.encode("utf-8", "surrogateescape")) % n == k
 
 
 def _load_idm(config: LabelConfig):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import signal
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
@@ -117,16 +118,24 @@ def _map(entries: List[Union[RecordingFiles, DataError]], options: ReadOptions, 
     if jobs == 1 or len(entries) < 2:
         yield from (check_recording(e, options, decode) for e in entries)
         return
-    pool = concurrent.futures.ProcessPoolExecutor(min(jobs, len(entries)))
+    pool = concurrent.futures.ProcessPoolExecutor(min(jobs, len(entries)), initializer=_ignore_sigint)
+    # submit, not map: map cancels the pending futures when interrupted, and the pool's manager thread then
+    # fails on them (InvalidStateError) once it sees its workers terminated
+    futures = [pool.submit(check_recording, entry, options, decode) for entry in entries]
     try:
-        yield from pool.map(check_recording, entries, [options] * len(entries), [decode] * len(entries))
+        for future in futures:
+            yield future.result()
     except BaseException:  # Ctrl-C, a dead worker: stop now, not after the recordings already handed out
-        processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()  # the pool then fails the pending futures itself
+        pool.shutdown(wait=False)
         raise
     pool.shutdown()
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (no traceback from each)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def summarize(checks: Sequence[RecordingCheck]) -> Dict[str, Any]:
