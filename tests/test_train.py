@@ -193,6 +193,17 @@ def test_resume_after_a_kill_in_the_final_validation(tmp_path, tiny_model, monke
     assert rows[1]["epoch"] == 0 and rows[1]["grad_norm"] == saved["last"]["grad_norm"] and "val_loss" in rows[1]
 
 
+def test_resume_takes_an_option_set_back_to_its_default(tmp_path, tiny_model, recorded):
+    out = tmp_path / "o"
+    base = ["--model", str(tiny_model), "--weights", "random", "--data", str(recorded), "--seq-len", "4",
+            "--batch", "2", "--workers", "0", "--threads", "1", "--no-progress", "--out", str(out)]
+    assert main([*base, "--steps", "2", "--log-every", "1"]) == 0
+    assert main(["--out", str(out), "--resume", "--steps", "4", "--log-every", "10"]) == 0  # 10: the default
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["config"]["log_every"] == 10 and saved["config"]["steps"] == 4
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 4]
+
+
 @pytest.mark.parametrize("flag", ["checkpoint_every", "log_every", "snapshot_every", "val_every"])
 def test_resume_checks_the_merged_options(tmp_path, tiny_model, flag):
     episodes = [episode(0, 12)]

@@ -77,5 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Optional[List[str]] = None) -> TrainConfig:
-    """Parse arguments into a :class:`TrainConfig` (exits 2 on a syntax error)."""
-    return cli.parse_config(TrainConfig, argv, PROG, "", parser=build_parser())
+    """Parse arguments into a :class:`TrainConfig` (exits 2 on a syntax error). The names of the options given on
+    the command line are kept as ``given`` (so that ``--resume`` can tell an explicit default from no option)."""
+    given = vars(build_parser().parse_args(argv))  # options not given are absent (argparse.SUPPRESS)
+    cfg = TrainConfig(**given)
+    cfg.given = frozenset(given)  # an attribute, not a field: never saved in a checkpoint
+    return cfg

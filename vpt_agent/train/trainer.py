@@ -203,10 +203,12 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
         saved = ckpt.load_checkpoint(out)
         base = TrainConfig.from_dict(saved["config"])
         defaults = TrainConfig()
+        given = getattr(cli, "given", None)  # the command line's options; None: a TrainConfig built in Python
         changes = {}
         for f in dataclasses.fields(TrainConfig):
             mine, theirs, default = getattr(cli, f.name), getattr(base, f.name), getattr(defaults, f.name)
-            if mine == default or mine == theirs:
+            not_asked = f.name not in given if given is not None else mine == default
+            if not_asked or mine == theirs:
                 continue
             if f.name not in TrainConfig.RESUMABLE_OVERRIDES:
                 raise TrainConfigError(f"--{f.name.replace('_', '-')} {mine} differs from the run in {out} "
