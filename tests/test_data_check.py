@@ -127,7 +127,8 @@ def test_cli_exit_codes_and_json(tmp_path, good, capsys):
     report = json.loads(out.read_text())
     assert report["usable"] == 3 and len(report["per_recording"]) == 3 and report["decoded"] == 3 * STEPS
     assert report["per_recording"][0]["buttons"] == {"forward": 14, "attack": 10}
-    assert "3 recordings: 3 usable, 0 not" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "3 recordings: 3 usable, 0 not" in out_text and f"videos: {3 * STEPS} of the {3 * STEPS} frames" in out_text
     files[0].actions.write_text("")
     assert main([str(directory), "--no-progress"]) == 1
     assert "ep0.jsonl: empty action file" in capsys.readouterr().out

@@ -170,7 +170,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
             f"drops them); GUI open: {share(summary['gui_open'])}; camera moving: {share(summary['camera_moving'])}",
         ]
         if summary["decoded"] is not None:
-            lines.append(f"videos: {summary['frames']:,} frames, every one decoded")
+            lines.append(f"videos: {summary['decoded']:,} of the {summary['frames']:,} frames they announce decode")
         pressed = [f"{b} {share(n)}" for b, n in summary["buttons"].items() if n]
         never = [b for b, n in summary["buttons"].items() if not n]
         lines.append("buttons (share of steps): " + (", ".join(pressed) or "none pressed"))
