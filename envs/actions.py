@@ -51,7 +51,8 @@ def fill_action(action: Mapping[str, Any], strict: bool = False) -> dict[str, An
     """Complete and normalise an action dict.
 
     Missing keys become no-ops (MineRL: a missing key is a released button). Buttons become Python ``int``
-    0/1 (MineRL's Java side parses buttons as integers, so ``1.0`` would crash it); values with a leading batch
+    0/1 (MineRL's Java side parses buttons as integers, so ``1.0`` would crash it; a value other than 0/1, which it
+    would take as a release, is a ``ValueError``); values with a leading batch
     dimension of size 1, as VPT's agent emits them (``(1,)`` buttons, ``(1, 2)`` camera), are squeezed.
     ``camera`` becomes a float32 array ``[pitch, yaw]`` in degrees.
 
@@ -80,5 +81,7 @@ def fill_action(action: Mapping[str, Any], strict: bool = False) -> dict[str, An
             flat = np.asarray(value).reshape(-1)
             if flat.size != 1:
                 raise ValueError(f"button {key!r} must be a single 0/1 value, got shape {np.shape(value)}")
-            filled[key] = 1 if flat[0] else 0
+            if flat[0] not in (0, 1):  # MineRL's Java side presses on exactly 1 and releases on anything else
+                raise ValueError(f"button {key!r} must be 0 or 1, got {flat[0]!r}")
+            filled[key] = int(flat[0] == 1)
     return filled

@@ -205,10 +205,19 @@ STAT_GROUPS: frozenset[str] = frozenset({
     "damage_dealt", "full_stats"})
 
 
-#: Bounds MineRL declares that the values Java sends leave. ``air`` is ``getAir()``, which counts down to -20
-#: while the player drowns: widened here. (``yaw``, declared +-180, is ``player.rotationYaw``, which accumulates
-#: past +-180 as the agent turns: :func:`wrap_yaw` brings it back instead.) (group, key) -> (low, high).
-REAL_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {("life_stats", "air"): (-20, 300)}
+#: Bounds MineRL declares that the values Java sends leave, widened here (key path -> (low, high)):
+#: ``air`` is ``getAir()``, which counts down to -20 while the player drowns; ``biome_temperature`` is the biome's
+#: base temperature, -0.5 (snowy taiga) .. 2.0 (desert, badlands, savanna 1.2), declared 0..1; ``xp`` is
+#: ``experienceTotal``, unbounded, declared <= 1395; equipped ``damage``/``maxDamage`` reach 2031 (netherite
+#: tools), declared <= 1562. (``yaw``, declared +-180, is ``player.rotationYaw``, which accumulates past +-180 as
+#: the agent turns: :func:`wrap_yaw` brings it back instead.)
+REAL_BOUNDS: dict[tuple[str, ...], tuple[float, float]] = {
+    ("life_stats", "air"): (-20, 300),
+    ("life_stats", "xp"): (0, 2**31 - 1),
+    ("location_stats", "biome_temperature"): (-0.5, 2.0),
+    **{("equipped_items", slot, key): (-1, 2031) for slot in ("mainhand", "offhand", "head", "chest", "legs", "feet")
+       for key in ("damage", "maxDamage")},
+}
 
 
 def wrap_yaw(obs: Any) -> Any:
@@ -240,10 +249,12 @@ def observation_space_of(raw_space: Any) -> spaces.Space:
     if not isinstance(inner, Mapping):
         return to_gymnasium_space(raw_space)
     groups = {key: to_gymnasium_space(sub, np.float64 if key in STAT_GROUPS else None) for key, sub in inner.items()}
-    for (group, key), (low, high) in REAL_BOUNDS.items():
-        sub = groups.get(group)
-        if isinstance(sub, spaces.Dict) and isinstance(sub.spaces.get(key), spaces.Box):
-            sub.spaces[key] = _with_bounds(sub.spaces[key], low, high)
+    for path, (low, high) in REAL_BOUNDS.items():
+        parent: Any = groups.get(path[0])  # the Dict holding the Box at the end of the path
+        for key in path[1:-1]:
+            parent = parent.spaces.get(key) if isinstance(parent, spaces.Dict) else None
+        if isinstance(parent, spaces.Dict) and isinstance(parent.spaces.get(path[-1]), spaces.Box):
+            parent.spaces[path[-1]] = _with_bounds(parent.spaces[path[-1]], low, high)
     return spaces.Dict(groups)
 
 
@@ -319,8 +330,22 @@ def _close_instance(instance: Any) -> bool:
         instance.close()
         return True
     except Exception:  # noqa: BLE001 - e.g. the process does not exist yet; the caller retries
-        logger.warning("closing Minecraft instance %r failed; will retry", instance, exc_info=True)
+        # Not %r: MineRL's MinecraftInstance.__repr__ itself fails before the process exists.
+        logger.warning("closing Minecraft instance %s failed; will retry", _describe_instance(instance),
+                       exc_info=True)
         return False
+
+
+def _describe_instance(instance: Any) -> str:
+    return f"{type(instance).__name__} at {id(instance):#x} (port {getattr(instance, '_target_port', '?')})"
+
+
+def close_new_instances(pool_before: list, keep: list = ()) -> None:
+    """Close the instances in MineRL's pool that were not there before (and are not in ``keep``): what a failed
+    launch leaves locked in the pool, possibly with Minecraft running, where ``env.close()`` cannot see it."""
+    for instance in list(minerl_instance_pool()):
+        if not _same(instance, pool_before) and not _same(instance, list(keep)):
+            _close_instance(instance)
 
 
 def _same(item: Any, items: list) -> bool:
@@ -469,13 +494,18 @@ class MineRLEnv(gym.Env):
         return self._observe(obs), {}
 
     def _raw_reset(self) -> Any:
-        """MineRL's ``reset()``, given up after ``launch_timeout`` (then everything it started is closed)."""
-        if self.launch_timeout is None:
-            return self._raw.reset()
+        """MineRL's ``reset()``, given up after ``launch_timeout`` (then everything it started is closed). If it
+        raises, instances it added to MineRL's pool but not to the env (a failed launch) are closed too."""
         pool_before = list(minerl_instance_pool())
-        call = _Background(self._raw.reset, "minerl-reset")
-        if call.wait(self.launch_timeout):
-            return call.result()
+        try:
+            if self.launch_timeout is None:
+                return self._raw.reset()
+            call = _Background(self._raw.reset, "minerl-reset")
+            if call.wait(self.launch_timeout):
+                return call.result()
+        except Exception:
+            close_new_instances(pool_before, keep=list(getattr(self._raw, "instances", None) or []))
+            raise
         raw, self._raw = self._raw, None
         logger.error("MineRL reset did not finish within %g s; closing what it started", self.launch_timeout)
         ended = release_abandoned_reset(call, raw, pool_before, self.release_timeout)

@@ -358,6 +358,44 @@ def test_turning_and_drowning_stay_in_the_declared_space(fake):
     env.close()
 
 
+def test_deserts_veterans_and_netherite_stay_in_the_declared_space(fake):
+    """Java sends a biome's base temperature (-0.5..2.0), ``experienceTotal`` and netherite durability (2031)
+    where MineRL declares 0..1, <= 1395 and <= 1562: widened, so every observation is in the space."""
+    fake.FAKE["extreme_stats"] = True
+    env = adapter.make("MineRLHumanSurvival-v0")
+    obs, _ = env.reset(seed=0)
+    assert obs["location_stats"]["biome_temperature"] == 2.0 and obs["life_stats"]["xp"] == 5000
+    assert obs["equipped_items"]["mainhand"]["damage"] == 2031
+    assert env.observation_space.contains(obs)
+    space = env.observation_space
+    assert space["location_stats"]["biome_temperature"].contains(np.array(-0.5, np.float32))
+    assert not space["equipped_items"]["offhand"]["maxDamage"].contains(np.array(2032))
+    env.close()
+
+
+def test_a_failed_launch_closes_the_instance_it_pooled(fake):
+    """MineRL's launch raises (no X server, say) after its instance joined the pool, with Java still running; the
+    env never saw the instance, so its close() cannot reach it: the adapter closes it."""
+    fake.FAKE["launch_error"] = "Minecraft could not open a display"
+    env = adapter.make("MineRLHumanSurvival-v0")
+    with pytest.raises(EnvCrashed, match="could not open a display"):
+        env.reset()
+    assert not instance_pool()
+    assert all(p.poll() is not None for p in fake.EVENTS["processes"]) and fake.EVENTS["processes"]
+    fake.FAKE["launch_error"] = None
+    env.reset()  # the next launch works
+    env.close()
+
+
+def test_buttons_other_than_0_or_1_are_refused():
+    from vpt_envs.actions import fill_action
+
+    assert fill_action({"attack": np.array([1.0]), "jump": True, "use": 0})["attack"] == 1
+    for bad in (2, -1, float("nan"), 0.5):
+        with pytest.raises(ValueError, match="must be 0 or 1"):
+            fill_action({"attack": bad})
+
+
 def test_gymnasium_env_checker_passes_for_every_minerl_id(fake):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the passive checker warns on anything outside the spaces

@@ -178,9 +178,12 @@ class _SingleAgentEnv:
         if "equipped_items" in spaces:
             obs["equipped_items"] = {slot: {"type": "air", "damage": np.array(0), "maxDamage": np.array(0)}
                                      for slot in spaces["equipped_items"].spaces}
+            if knob("extreme_stats"):
+                obs["equipped_items"]["mainhand"] = {"type": "netherite_pickaxe", "damage": np.array(2031),
+                                                     "maxDamage": np.array(2031)}
         if "life_stats" in spaces:
-            sent = {"life": 20.0, "score": 0, "food": 20, "saturation": 5.0, "xp": 0, "is_alive": True, "air": 300,
-                    "name": "agent"}
+            sent = {"life": 20.0, "score": 0, "food": 20, "saturation": 5.0, "xp": 5000 if knob("extreme_stats") else 0,
+                    "is_alive": True, "air": 300, "name": "agent"}
             obs["life_stats"] = _from_json(sent, LIFE_DEFAULTS)
         if "location_stats" in spaces:
             obs["location_stats"] = self._location()
@@ -191,7 +194,8 @@ class _SingleAgentEnv:
 
     def _location(self):
         sent = {"xpos": 0.5 + self._step, "ypos": 64.0, "zpos": 0.5, "pitch": self._pitch, "yaw": self._yaw,
-                "biome_name": "plains", "biome_temperature": 0.8, "biome_downfall": 0.4, "sea_level": 63,
+                "biome_name": "desert" if knob("extreme_stats") else "plains",
+                "biome_temperature": 2.0 if knob("extreme_stats") else 0.8, "biome_downfall": 0.4, "sea_level": 63,
                 "light_level": 15, "is_raining": False, "can_see_sky": True}
         return _from_json(sent, LOCATION_DEFAULTS)
 

@@ -12,13 +12,18 @@ Knobs (``DEFAULTS`` are the real package's orders of magnitude; tests set small 
 - ``inventory_fn(step, pressed, inventory)``: mutates the inventory dict each step; ``pressed`` holds the
   buttons the Java side pressed (value 1) and ``camera`` (default: +1 oak_log while attack is pressed).
 - ``close_raises``: the env's ``close()`` raises after cleaning up (like psutil.NoSuchProcess on Windows).
+- ``launch_error``: text of a ``RuntimeError`` that launch raises after the first log line (as the real
+  ``_check_for_launch_errors`` does on a missing X server): the process keeps running, the instance stays pooled.
+- ``extreme_stats``: Java sends what real worlds do beyond MineRL's declared bounds: a desert (biome temperature
+  2.0), 5,000 xp, a netherite pickaxe in the main hand (damage/maxDamage 2031).
 EVENTS: ``launches`` (processes started), ``missions`` (worlds created), ``closes`` (env.close calls),
 ``actions`` (dicts given to step), ``commands`` (the text sent to Java), ``seeds`` (env.seed calls),
 ``processes`` (the Popen objects of every fake Minecraft process).
 """
 
 DEFAULTS = {"launch_delay": 5.0, "spawn_delay": 0.0, "close_delay": 3.0, "fail_at_step": None,
-            "server_fail_at_step": None, "inventory_fn": None, "close_raises": False}
+            "server_fail_at_step": None, "inventory_fn": None, "close_raises": False, "launch_error": None,
+            "extreme_stats": False}
 FAKE = {}
 EVENTS = {}
 

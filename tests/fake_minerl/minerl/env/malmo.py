@@ -95,6 +95,9 @@ class MinecraftInstance:
         EVENTS["launches"] += 1
         EVENTS["processes"].append(self.minecraft_process)
         lines = []
+        if knob("launch_error"):  # like _check_for_launch_errors on a log line: Java still runs, the instance pooled
+            lines.append(self.minecraft_process.stdout.readline().decode())
+            raise RuntimeError(knob("launch_error"))
         while True:  # like MineRL: no timeout on this read
             line = self.minecraft_process.stdout.readline().decode()
             if not line:
@@ -142,9 +145,8 @@ class MinecraftInstance:
         self.locked = False
         self.owner = None
 
-    def __repr__(self):
-        pid = self.minecraft_process.pid if self.minecraft_process is not None else None
-        return f"Malmo[proc={pid}, addr={self.host}:{self.port}, locked={self.locked}]"
+    def __repr__(self):  # as the real one: it fails (AttributeError) before the process exists
+        return f"Malmo[proc={self.minecraft_process.pid}, addr={self.host}:{self.port}, locked={self.locked}]"
 
 
 def _reap(process):

@@ -10,6 +10,7 @@ KEYS = ("ESC", "attack", "back", "drop", "forward", "hotbar.1", "hotbar.2", "hot
 WOODS = ("oak", "spruce", "birch", "jungle", "acacia", "dark_oak")
 # A subset of MineRL's 976 item names: VPT's tech tree, the woods, and a few others.
 ITEMS = tuple(sorted({"air", "coal", "cobblestone", "crafting_table", "diamond", "diamond_pickaxe", "diamond_shovel",
+                      "netherite_pickaxe",
                       "dirt", "furnace", "iron_ingot", "iron_ore", "iron_pickaxe", "stick", "stone_pickaxe",
                       "torch", "wooden_pickaxe", *(f"{w}_log" for w in WOODS), *(f"{w}_planks" for w in WOODS)}))
 
