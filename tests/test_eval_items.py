@@ -111,6 +111,16 @@ def test_inventory_names_count_for_their_tech_tree_group_and_other_items_follow(
     assert "inventory" in summary["items"]["note"]
 
 
+def test_reported_tech_tree_items_nobody_obtained_keep_their_place():
+    """An item the env reports at 0 in every episode is a result (0%), in its tech-tree place, and a group
+    member reported at 0 (``oak_log``) still gives its group's row."""
+    records = [rec(0, items={"diamond": 0, "log": 2, "dirt": 1, "planks": 0}), rec(1, items={"oak_log": 0})]
+    summary = summarise(records, env="evalenvs:evalenvs/Pov-v0")
+    rows = {row["item"]: row["rate"] for row in summary["items"]["rows"]}
+    assert list(rows) == ["log", "planks", "diamond", "dirt"]
+    assert rows == {"log": 0.5, "planks": 0.0, "diamond": 0.0, "dirt": 0.5}
+
+
 def test_protocol_items_are_listed_even_when_nothing_was_obtained():
     summary = summarise([rec(0), rec(1)], env="vpt/VoxelTreechop-v0", protocol="voxel-treechop")
     assert [(row["item"], row["successes"]) for row in summary["items"]["rows"]] == [("log", 0)]

@@ -363,8 +363,10 @@ def report_items(records: Sequence[EpisodeRecord], config: Mapping[str, Any]) ->
     if _is_minerl_env(config.get("env")):
         return list(_tech_tree()), "VPT's tech tree (vpt_envs.protocols.TECH_TREE)"
     reported = {name for r in records if isinstance(r.get("items"), dict) for name in r["items"]}
-    grouped = {member for members in _item_groups().values() for member in members}
-    tree = [name for name in _tech_tree() if any(obtained(r.get("items") or {}, name) for r in records)]
+    groups = _item_groups()
+    grouped = {member for members in groups.values() for member in members}
+    # a reported item no episode obtained is a result too (0%): listed in its tech-tree place
+    tree = [name for name in _tech_tree() if name in reported or any(m in reported for m in groups.get(name, ()))]
     others = sorted(reported - set(tree) - grouped)
     return tree + others, "items the env reported: tech-tree items first (in its order), then the others by name"
 
