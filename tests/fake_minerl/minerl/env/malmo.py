@@ -162,3 +162,5 @@ def _reap(process):
             break
         except subprocess.TimeoutExpired:
             continue
+    if process.stdout is not None:  # the launch's pipe (real MineRL leaves it to the garbage collector)
+        process.stdout.close()
