@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
@@ -340,15 +340,18 @@ def _describe_instance(instance: Any) -> str:
     return f"{type(instance).__name__} at {id(instance):#x} (port {getattr(instance, '_target_port', '?')})"
 
 
-def close_new_instances(pool_before: list, keep: list = ()) -> None:
-    """Close the instances in MineRL's pool that were not there before (and are not in ``keep``): what a failed
-    launch leaves locked in the pool, possibly with Minecraft running, where ``env.close()`` cannot see it."""
+def close_new_instances(pool_before: list, keep: Sequence[Any] = ()) -> list:
+    """Close the instances in MineRL's pool that were not there before (and are not in ``keep``): what a failed or
+    abandoned launch leaves in the pool, possibly with Minecraft running, where ``env.close()`` cannot see it.
+    Returns the instances it closed (one whose process does not exist yet fails, for a later call)."""
+    closed = []
     for instance in list(minerl_instance_pool()):
-        if not _same(instance, pool_before) and not _same(instance, list(keep)):
-            _close_instance(instance)
+        if not _same(instance, pool_before) and not _same(instance, keep) and _close_instance(instance):
+            closed.append(instance)
+    return closed
 
 
-def _same(item: Any, items: list) -> bool:
+def _same(item: Any, items: Sequence[Any]) -> bool:
     return any(item is other for other in items)
 
 
@@ -371,14 +374,10 @@ def release_abandoned_reset(call: _Background, raw: Any, pool_before: list, dead
     except Exception:  # noqa: BLE001
         logger.exception("error while closing the MineRL env of a timed-out reset")
     while True:
-        for instance in list(minerl_instance_pool()):
-            if not _same(instance, pool_before) and not _same(instance, closed) and _close_instance(instance):
-                closed.append(instance)
+        closed += close_new_instances(pool_before, keep=closed)
         remaining = deadline - time.monotonic()
         if call.wait(max(0.0, min(poll_s, remaining))):
-            leftovers = [i for i in minerl_instance_pool() if not _same(i, pool_before) and not _same(i, closed)]
-            for instance in leftovers:  # started just before the thread ended
-                _close_instance(instance)
+            close_new_instances(pool_before, keep=closed)  # started just before the thread ended
             return True
         if remaining <= 0:
             logger.error("the timed-out MineRL reset is still running after %g s; closed %d instance(s)",
@@ -504,7 +503,7 @@ class MineRLEnv(gym.Env):
             if call.wait(self.launch_timeout):
                 return call.result()
         except Exception:
-            close_new_instances(pool_before, keep=list(getattr(self._raw, "instances", None) or []))
+            close_new_instances(pool_before, keep=getattr(self._raw, "instances", None) or [])
             raise
         raw, self._raw = self._raw, None
         logger.error("MineRL reset did not finish within %g s; closing what it started", self.launch_timeout)
