@@ -60,15 +60,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .check import check_recordings, format_summary, summarize
     from .options import ReadOptions
-    from .recording import ACTIONS_SUFFIX, VIDEO_SUFFIX
+    from .recording import no_recordings, path_problem
 
-    for path in map(Path, config.paths):
-        if not path.exists():
-            print(f"error: {path}: no such file or directory", file=sys.stderr)
-            return 2
-        if not path.is_dir() and path.suffix not in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
-            print(f"error: {path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)", file=sys.stderr)
-            return 2
+    for problem in filter(None, map(path_problem, config.paths)):  # bad arguments, not bad recordings
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # each problem is reported once, as one line
     options = ReadOptions.official() if config.official_loader else ReadOptions()
     try:
@@ -81,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if not checks:
-        print(f"error: {', '.join(config.paths)}: no recordings (NAME.mp4 + NAME.jsonl) found", file=sys.stderr)
+        print(f"error: {no_recordings(config.paths)}", file=sys.stderr)
         return 2
     summary = summarize(checks)
     print(format_summary(summary))

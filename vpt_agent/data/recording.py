@@ -57,8 +57,23 @@ def find_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[Recordin
             raise entry
         found.append(entry)
     if not found:
-        raise DataError(f"{', '.join(map(str, _as_list(paths)))}: no recordings (NAME.mp4 + NAME.jsonl) found")
+        raise no_recordings(paths)
     return found
+
+
+def no_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> DataError:
+    """The error for paths that hold no recording."""
+    return DataError(f"{', '.join(map(str, _as_list(paths)))}: no recordings (NAME.mp4 + NAME.jsonl) found")
+
+
+def path_problem(path: PathLike) -> Optional[DataError]:
+    """Why ``path`` cannot hold recordings (missing, or a file that is not an mp4/jsonl), or None."""
+    path = Path(path)
+    if path.is_dir() or (path.is_file() and path.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX)):
+        return None
+    if path.exists():
+        return DataError(f"{path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)")
+    return DataError(f"{path}: no such file or directory")
 
 
 def list_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[Union[RecordingFiles, DataError]]:
@@ -66,22 +81,21 @@ def list_recordings(paths: Union[PathLike, Sequence[PathLike]]) -> List[Union[Re
     its place as a :class:`DataError` instead of raised, so that a check can report all of them."""
     found: Dict[Any, Union[RecordingFiles, DataError]] = {}  # one entry per recording (or problem) however named
     for path in map(Path, _as_list(paths)):
+        problem = path_problem(path)
+        if problem is not None:
+            found[str(path)] = problem
+            continue
         if path.is_dir():
             try:
                 names = sorted({p.stem for p in path.iterdir() if p.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX)
                                 and p.is_file() and not p.name.startswith(".")})
             except OSError as err:
                 names, found[str(path)] = [], DataError(f"{path}: cannot list the directory ({err.strerror})")
-            for name in names:
-                entry = _pair(path, name)
-                found.setdefault(_identity(entry), entry)
-        elif path.is_file() and path.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
-            entry = _pair(path.parent, path.stem)
+            entries = [_pair(path, name) for name in names]
+        else:  # an mp4 or a jsonl
+            entries = [_pair(path.parent, path.stem)]
+        for entry in entries:
             found.setdefault(_identity(entry), entry)
-        elif path.exists():
-            found[str(path)] = DataError(f"{path}: not a recording (expected a directory, NAME.mp4 or NAME.jsonl)")
-        else:
-            found[str(path)] = DataError(f"{path}: no such file or directory")
     return list(found.values())
 
 
