@@ -142,14 +142,16 @@ def detach_state(state: List[BlockState]) -> List[BlockState]:
 
 def train_step(policy: VPTPolicy, optimizer: torch.optim.Optimizer, params: List[torch.nn.Parameter],
                t: Dict[str, torch.Tensor], state: List[BlockState], grad_clip: float,
-               autocast: contextlib.AbstractContextManager, group: distributed.Group = distributed.Group()
-               ) -> tuple[torch.Tensor, torch.Tensor, List[BlockState]]:
+               autocast: contextlib.AbstractContextManager, group: distributed.Group = distributed.Group(),
+               count: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, List[BlockState]]:
     """One optimizer step on one batch. Returns (loss, pre-clip gradient norm, detached next state).
 
-    With a parallel ``group`` the batch is this process's lanes; loss and gradients are those of all lanes.
+    With a parallel ``group`` the batch is this process's lanes; loss and gradients are those of all lanes
+    (``count``: their real steps, from :func:`all_lanes_steps`, if the caller has it already).
     """
     optimizer.zero_grad(set_to_none=True)
-    count = group.sum(t["mask"].sum()) if group.parallel else None
+    if count is None:
+        count = all_lanes_steps(t["mask"], group)
     with autocast:
         out = policy(t["frames"], t["first"], state)
     loss = bc_loss(out.logp, t["buttons"], t["camera"], t["mask"], count)
@@ -161,6 +163,11 @@ def train_step(policy: VPTPolicy, optimizer: torch.optim.Optimizer, params: List
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
     optimizer.step()
     return loss.detach(), norm.detach(), detach_state(out.state)
+
+
+def all_lanes_steps(mask: torch.Tensor, group: distributed.Group) -> Optional[torch.Tensor]:
+    """The real steps of every process's lanes (one all-reduce), or None when this process holds them all."""
+    return group.sum(mask.sum()) if group.parallel else None
 
 
 @torch.no_grad()
@@ -359,15 +366,16 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
         with metrics:
             for batch in _batches(loader, cfg.steps, step):
                 t = batch_tensors(batch, device)
+                count = all_lanes_steps(t["mask"], group)
                 loss, gnorm, state = train_step(policy, optimizer, params, t, state, cfg.grad_clip,
-                                                autocast_for(device, dtype), group)
+                                                autocast_for(device, dtype), group, count)
                 scheduler.step()
                 step += 1
                 last.update(epoch=batch.epoch, grad_norm=float(gnorm))
                 last_loss = float(loss)
                 if not math.isfinite(last_loss):
                     raise TrainingDiverged(f"the loss became {last_loss} at step {step}; lower --lr")
-                meter.add(last_loss, int(group.sum(t["mask"].sum())) if group.parallel else int(batch.mask.sum()))
+                meter.add(last_loss, int(batch.mask.sum()) if count is None else int(count))
                 row: Dict[str, Any] = {}
                 if val_loader is not None and step % val_every == 0:
                     val_loss = evaluate_loss(policy, val_loader, device, dtype, group)
