@@ -213,6 +213,18 @@ def test_resume_checks_the_merged_options(tmp_path, tiny_model, flag):
 
 
 # ----------------------------------------------------------------------------- memory semantics
+def test_training_after_an_inference_mode_forward(tiny_model):
+    """The attention's cached index tensors must not be inference tensors (autograd refuses to save those)."""
+    policy = build_policy(str(tiny_model), "random", 0)
+    batch = next(iter(WindowLoader(MemorySource([episode(0, 12)]), 2, 5, epochs=1)))
+    t = batch_tensors(batch, CPU)
+    with torch.inference_mode():
+        policy(t["frames"], t["first"], policy.initial_state(2))
+    res = policy(t["frames"], t["first"], policy.initial_state(2))
+    action_nll(res.logp, t["buttons"], t["camera"]).sum().backward()
+    assert all(p.grad is not None for p in policy.net.parameters() if p.requires_grad)
+
+
 def _nll_per_episode(policy, loader):
     """Per-step NLL of every episode, from a loader's batches with memory carried between windows."""
     out = {}

@@ -37,11 +37,14 @@ def _relative_index(t: int, L: int, device: torch.device) -> Tuple[torch.Tensor,
     Distance d = (L + i) - j; in band iff 0 <= d <= L-1. Out-of-band entries point at index L, a zero
     column appended to the bias table.
     """
-    i = torch.arange(t, device=device)[:, None]
-    j = torch.arange(L + t, device=device)[None, :]
-    d = L + i - j
-    in_band = (d >= 0) & (d <= L - 1)
-    return torch.where(in_band, d, torch.full_like(d, L)), in_band
+    # Cached across calls, so never made as inference tensors: a training forward after an inference-mode one
+    # with the same (t, L) would otherwise get tensors that autograd refuses to save.
+    with torch.inference_mode(False):
+        i = torch.arange(t, device=device)[:, None]
+        j = torch.arange(L + t, device=device)[None, :]
+        d = L + i - j
+        in_band = (d >= 0) & (d <= L - 1)
+        return torch.where(in_band, d, torch.full_like(d, L)), in_band
 
 
 def _normed_linear(n_in: int, n_out: int, scale: float, bias: bool = True) -> nn.Linear:
