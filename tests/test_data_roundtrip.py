@@ -281,7 +281,10 @@ def test_demos_cli_bad_input(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert demos_main(["--out", str(tmp_path / "file"), "--no-progress"]) == 2
     assert "not a directory" in capsys.readouterr().err
-    assert demos_main(["--seed", "-1", "--no-progress"]) == 2
+    for flag, value, minimum in (("--seed", "-1", 0), ("--episodes", "0", 1), ("--max-steps", "-5", 1)):
+        assert demos_main([flag, value, "--out", str(tmp_path / "d"), "--no-progress"]) == 2
+        assert capsys.readouterr().err == f"error: {flag} must be >= {minimum}, got {value}\n"
+        assert not (tmp_path / "d").exists()
     broken = recording_files(tmp_path / "broken", episode_name(0))
     broken.video.parent.mkdir()
     broken.video.write_bytes(b"x")

@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 
 from vpt_agent.eval.cli import build_parser, config_from_args
-from vpt_agent.eval.config import EvalConfig, EvalError, config_from_mapping, flag, validate
+from vpt_agent.cli import flag
+from vpt_agent.eval.config import EvalConfig, EvalError, config_from_mapping, validate
 
 
 def test_no_flags_give_the_dataclass_defaults():

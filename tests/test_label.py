@@ -262,6 +262,10 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
         (["--videos", str(videos), str(garbage), "--out", str(out)], "garbage.mp4"),
         (["--videos", str(zero), "--out", str(out)], "zero.mp4"),
         (["--videos", str(tmp_path / "missing.mp4"), "--out", str(out)], "no such file"),
+        (["--videos", str(videos), "--out", str(out), "--batch", "0"], "--batch must be >= 1, got 0"),
+        (["--videos", str(videos), "--out", str(out), "--frame-batch", "-2"], "--frame-batch must be >= 1, got -2"),
+        (["--videos", str(videos), "--out", str(out), "--fps", "0"], "--fps must be > 0, got 0.0"),
+        (["--videos", str(videos), "--out", str(out), "--official", "--n-frames", "0"], "--n-frames must be >= 1"),
     ]
     for args, message in cases:
         code, err = _run_cli(args + base, capsys)

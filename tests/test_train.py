@@ -376,6 +376,34 @@ def test_corrupt_model_and_missing_flags(tmp_path, recorded, capsys):
     _assert_error(capsys, _cli(tmp_path, "--weights", "random", "--data", recorded), "--model")
 
 
+@pytest.mark.parametrize("flag,value,message", [
+    ("--lr", "-1", "--lr must be >= 0, got -1.0"),
+    ("--weight-decay", "-0.5", "--weight-decay must be >= 0, got -0.5"),
+    ("--grad-clip", "-1", "--grad-clip must be >= 0, got -1.0"),
+    ("--warmup", "-3", "--warmup must be >= 0, got -3"),
+    ("--workers", "-1", "--workers must be >= 0, got -1"),
+    ("--threads", "0", "--threads must be >= 1, got 0"),
+    ("--seq-len", "0", "--seq-len must be >= 1, got 0"),
+])
+def test_out_of_range_options(tmp_path, tiny_model, recorded, capsys, flag, value, message):
+    rc = _cli(tmp_path, "--model", tiny_model, "--weights", "random", "--data", recorded, flag, value)
+    _assert_error(capsys, rc, message)
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_resume_finds_the_run_however_out_is_written(tmp_path, tiny_model, recorded, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = ["--model", str(tiny_model), "--weights", "random", "--data", str(recorded), "--seq-len", "4",
+            "--batch", "2", "--workers", "0", "--threads", "1", "--no-progress"]
+    assert main([*base, "--out", "run", "--steps", "1"]) == 0
+    assert main(["--out", "./run/", "--resume", "--steps", "2"]) == 0
+    (tmp_path / "run").rename(tmp_path / "moved")  # a run directory moved elsewhere still resumes, and stays there
+    assert main(["--out", str(tmp_path / "moved"), "--resume", "--steps", "3"]) == 0
+    saved = torch.load(tmp_path / "moved" / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 3 and saved["config"]["out"] == str(tmp_path / "moved")
+    assert not (tmp_path / "run").exists()
+
+
 def test_all_null_actions(tmp_path, tiny_model):
     frames, actions = episode(0, 6, null_every=1)
     with pytest.raises(TrainDataError, match="null"):

@@ -20,17 +20,22 @@ import dataclasses
 import json
 import math
 import typing
-from typing import Any, Dict, Optional, Sequence, Type, TypeVar
+from typing import Any, Callable, Dict, Optional, Sequence, Type, TypeVar
 
 T = TypeVar("T")
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: Optional[Sequence[Any]] = None,
            metavar: Optional[str] = None, short: Optional[str] = None, negate: bool = False,
-           nargs: Optional[str] = None, cli: bool = True, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field that is also a command-line option (``cli=False``: a field only, no option)."""
+           nargs: Optional[str] = None, cli: bool = True, minimum: Optional[float] = None,
+           exclusive_minimum: Optional[float] = None, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that is also a command-line option (``cli=False``: a field only, no option).
+
+    ``minimum``/``exclusive_minimum`` bound a number; :func:`check_fields` enforces them and ``choices``.
+    """
     meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "metavar": metavar,
-            "short": short, "negate": negate, "nargs": nargs, "cli": cli}
+            "short": short, "negate": negate, "nargs": nargs, "cli": cli, "minimum": minimum,
+            "exclusive_minimum": exclusive_minimum}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -124,6 +129,43 @@ def build_parser(config_cls: type, prog: str, description: str) -> argparse.Argu
                 common[key] = meta[key]
         parser.add_argument(*names, **common)
     return parser
+
+
+def type_problem(value: Any, kind: Any) -> Optional[str]:
+    """Why ``value`` does not fit the field type ``kind`` (Optional already stripped), or ``None``."""
+    if kind is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return "must be a finite number"
+        return None
+    if kind is str:
+        return None if isinstance(value, str) else "must be a string"
+    if typing.get_origin(kind) in (dict, Dict):
+        return None if isinstance(value, dict) else "must be a JSON object"
+    return None
+
+
+def check_fields(config: Any, error: Callable[[str], Exception]) -> None:
+    """Check a config dataclass against its fields: types (finite numbers, integers that are not bools), then the
+    ``choices``, ``minimum`` and ``exclusive_minimum`` of each field's metadata. ``None`` values (an optional
+    option not given) pass. Raises ``error(message)`` with a one-line message naming the flag."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if value is None:
+            continue
+        problem = type_problem(value, base_type(hints[f.name]))
+        if problem:
+            raise error(f"{flag(f.name)} {problem}, got {value!r}")
+        if meta.get("choices") is not None and value not in meta["choices"]:
+            raise error(f"{flag(f.name)} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+        if meta.get("minimum") is not None and value < meta["minimum"]:
+            raise error(f"{flag(f.name)} must be >= {meta['minimum']}, got {value}")
+        if meta.get("exclusive_minimum") is not None and value <= meta["exclusive_minimum"]:
+            raise error(f"{flag(f.name)} must be > {meta['exclusive_minimum']}, got {value}")
 
 
 def parse_config(config_cls: Type[T], argv: Optional[Sequence[str]], prog: str, description: str,

@@ -42,10 +42,11 @@ class DemosConfig:
     """Options of a demonstration recording run (one field per command-line flag)."""
 
     env: str = field(default="vpt/VoxelTreechop-v0", metadata={"help": "Gymnasium env id"})
-    episodes: int = field(default=10, metadata={"help": "number of episodes N"})
-    seed: int = field(default=0, metadata={"help": "episode i uses env seed SEED+i"})
+    episodes: int = field(default=10, metadata={"help": "number of episodes N", "minimum": 1})
+    seed: int = field(default=0, metadata={"help": "episode i uses env seed SEED+i (env seeds are non-negative)",
+                                                "minimum": 0})
     out: str = field(default="demos", metadata={"help": "output directory of the recordings"})
-    max_steps: int = field(default=600, metadata={"help": "steps per episode at most (20 steps = 1 s)"})
+    max_steps: int = field(default=600, metadata={"help": "steps per episode at most (20 steps = 1 s)", "minimum": 1})
     policy: str = field(default="treechop", metadata={
         "help": "treechop: the scripted chopper (vpt_envs.policies.TreechopScript, embedded env only); "
                 "random: uniformly random buttons", "choices": POLICIES})
@@ -77,12 +78,7 @@ def episode_name(seed: int) -> str:
 
 
 def _check(config: DemosConfig) -> Path:
-    if config.episodes < 1:
-        raise DemosError(f"--episodes must be >= 1, got {config.episodes}")
-    if config.seed < 0:
-        raise DemosError(f"--seed must be >= 0 (env seeds are non-negative), got {config.seed}")
-    if config.max_steps < 1:
-        raise DemosError(f"--max-steps must be >= 1, got {config.max_steps}")
+    cli.check_fields(config, DemosError)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise DemosError(f"--out {out}: exists and is not a directory")

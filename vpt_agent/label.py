@@ -82,13 +82,15 @@ class LabelConfig:
         "help": "label as the official run_inverse_dynamics_model.py: back-to-back calls of --n-frames frames, "
                 "memory carried from call to call, the last call on the frames left (no overlapping windows)"})
     n_frames: Optional[int] = field(default=None, metadata={
-        "help": f"frames per call with --official (the official script's --n-frames; default {OFFICIAL_N_FRAMES})"})
+        "help": f"frames per call with --official (the official script's --n-frames; default {OFFICIAL_N_FRAMES})",
+        "minimum": 1})
     batch: int = field(default=4, metadata={
-        "help": "windows per forward pass (--official: one call at a time, as the official script)"})
+        "help": "windows per forward pass (--official: one call at a time, as the official script)", "minimum": 1})
     frame_batch: int = field(default=256, metadata={
-        "help": "frames through the CNN at once (bounds memory; does not change results beyond fp32 rounding)"})
+        "help": "frames through the CNN at once (bounds memory; does not change results beyond fp32 rounding)",
+        "minimum": 1})
     fps: Optional[float] = field(default=None, metadata={
-        "help": "source frame rate for videos whose container does not state it"})
+        "help": "source frame rate for videos whose container does not state it", "exclusive_minimum": 0})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda", "choices": ("auto", "cpu", "cuda")})
     shard: Optional[str] = field(default=None, metadata={
         "help": "K/N: label only the videos whose name hashes to K of N (0 <= K < N), for N processes or machines "
@@ -496,16 +498,11 @@ def _check(config: LabelConfig, need_model: bool = True) -> Path:
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise LabelError(f"--out {out}: exists and is not a directory")
-    if config.batch < 1 or config.frame_batch < 1:
-        raise LabelError("--batch and --frame-batch must be >= 1")
+    cli.check_fields(config, LabelError)
     if config.official and config.stride is not None:
         raise LabelError("--stride applies to overlapping windows, not to --official (use --n-frames)")
     if config.n_frames is not None and not config.official:
         raise LabelError("--n-frames applies only with --official")
-    if config.n_frames is not None and config.n_frames < 1:
-        raise LabelError(f"--n-frames must be >= 1, got {config.n_frames}")
-    if config.fps is not None and config.fps <= 0:
-        raise LabelError(f"--fps must be > 0, got {config.fps}")
     if config.idm and (config.model or config.weights):
         raise LabelError("pass either --idm NAME or --model M --weights W, not both")
     if need_model and not config.idm and not (config.model and config.weights):

@@ -34,8 +34,8 @@ class CheckConfig:
     paths: List[str] = cli.option(cli=False, default_factory=list)  # positional, added by build_parser
     decode: bool = cli.option(False, "decode every frame of every video too (slow: finds truncated or corrupt "
                                      "videos, which training would otherwise meet when it gets to them)")
-    jobs: int = cli.option(default_factory=_default_jobs, help="processes checking recordings in parallel "
-                                                               "(one per CPU core, at most 8)", metavar="N")
+    jobs: int = cli.option(default_factory=_default_jobs, minimum=1, metavar="N",
+                           help="processes checking recordings in parallel (one per CPU core, at most 8)")
     official_loader: bool = cli.option(False, "read as train --official-loader does (camera degrees truncated "
                                               "toward zero, frame/line count mismatches truncated)")
     json: Optional[str] = cli.option(None, "also write the totals and one entry per recording to this JSON file",
@@ -54,8 +54,10 @@ def build_parser():
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit code."""
     config = CheckConfig(**vars(build_parser().parse_args(argv)))
-    if config.jobs < 1:
-        print(f"{PROG}: error: --jobs must be >= 1, got {config.jobs}", file=sys.stderr)
+    try:
+        cli.check_fields(config, ValueError)
+    except ValueError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .check import check_recordings, format_summary, summarize

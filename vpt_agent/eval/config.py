@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 import threading
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..cli import base_type, flag
+from ..cli import check_fields
 from ..errors import VPTError
 from .workers import EnvSpec, import_env_modules, make_env
 
@@ -166,45 +164,6 @@ def pipeline_groups(config: EvalConfig, num_envs: int, device_type: str = "cpu")
     return max(1, min(config.pipeline or default, num_envs))
 
 
-def _type_problem(value: Any, kind: Any) -> Optional[str]:
-    """Why ``value`` does not fit the field type ``kind`` (Optional already stripped), or ``None``."""
-    if kind is bool:
-        return None if isinstance(value, bool) else "must be true or false"
-    if kind is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return "must be a finite number"
-        return None
-    if kind is str:
-        return None if isinstance(value, str) else "must be a string"
-    if typing.get_origin(kind) in (dict, Dict):
-        return None if isinstance(value, dict) else "must be a JSON object"
-    return None
-
-
-def _field_kinds() -> Dict[str, Any]:
-    return {name: base_type(hint) for name, hint in typing.get_type_hints(EvalConfig).items()}
-
-
-def _check_fields(config: EvalConfig) -> None:
-    """Types (finite numbers, integers that are not bools), then choices and bounds from the fields' metadata."""
-    kinds = _field_kinds()
-    for f in dataclasses.fields(config):
-        value, meta = getattr(config, f.name), f.metadata
-        if value is None:
-            continue
-        problem = _type_problem(value, kinds[f.name])
-        if problem:
-            raise EvalError(f"{flag(f.name)} {problem}, got {value!r}")
-        if "choices" in meta and value not in meta["choices"]:
-            raise EvalError(f"{flag(f.name)} must be one of {', '.join(meta['choices'])}, got {value!r}")
-        if "minimum" in meta and value < meta["minimum"]:
-            raise EvalError(f"{flag(f.name)} must be >= {meta['minimum']}, got {value}")
-        if "exclusive_minimum" in meta and value <= meta["exclusive_minimum"]:
-            raise EvalError(f"{flag(f.name)} must be > {meta['exclusive_minimum']}, got {value}")
-
-
 def validate(config: EvalConfig) -> EvalConfig:
     """Check a config and fill in defaults; raises :class:`EvalError` with a one-line message.
 
@@ -216,7 +175,7 @@ def validate(config: EvalConfig) -> EvalConfig:
     if not isinstance(config.env_kwargs, dict):
         raise EvalError(f"--env-kwargs must be a JSON object, got {config.env_kwargs!r}")
     config = dataclasses.replace(config, env_kwargs=dict(config.env_kwargs))
-    _check_fields(config)
+    check_fields(config, EvalError)
     config = apply_protocol(config)
     if "max_episode_steps" in config.env_kwargs:
         raise EvalError("--env-kwargs: give the time limit as --max-steps, not max_episode_steps")

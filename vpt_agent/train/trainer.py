@@ -23,6 +23,7 @@ import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..agent import resolve_device, resolve_dtype
+from ..cli import check_fields, flag
 from ..errors import VPTError
 from ..loading import load_model_config, load_state_dict, read_state_dict
 from ..policy import BlockState, VPTPolicy
@@ -215,13 +216,13 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
         for f in dataclasses.fields(TrainConfig):
             mine, theirs, default = getattr(cli, f.name), getattr(base, f.name), getattr(defaults, f.name)
             not_asked = f.name not in given if given is not None else mine == default
-            if not_asked or mine == theirs:
+            if not_asked or mine == theirs or f.name == "out":  # the checkpoint was found there: it is this run's
                 continue
             if f.name not in TrainConfig.RESUMABLE_OVERRIDES:
-                raise TrainConfigError(f"--{f.name.replace('_', '-')} {mine} differs from the run in {out} "
+                raise TrainConfigError(f"{flag(f.name)} {mine} differs from the run in {out} "
                                        f"({theirs}); a resumed run keeps its options")
             changes[f.name] = mine
-        changes["resume"] = True
+        changes.update(resume=True, out=cli.out)  # a run keeps working where it is now, if it was moved
         merged = dataclasses.replace(base, **changes)
         _check_ranges(merged)
         return merged, saved
@@ -230,20 +231,17 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
             if (out / name).exists():
                 raise TrainConfigError(f"{out / name} exists: pass --resume to continue that run, "
                                        "or choose another --out")
-    for flag in ("model", "weights"):
-        if not getattr(cli, flag):
-            raise TrainConfigError(f"--{flag} is required")
+    for name in ("model", "weights"):
+        if not getattr(cli, name):
+            raise TrainConfigError(f"{flag(name)} is required")
     _check_ranges(cli)
     return cli, None
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
-    """Counts and intervals are >= 1 (None: not given), for a new run and for a resumed one's merged options."""
-    for name in ("seq_len", "batch", "checkpoint_every", "log_every", "snapshot_every", "val_every", "steps",
-                 "epochs"):
-        value = getattr(cfg, name)
-        if value is not None and value < 1:
-            raise TrainConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    """Types, choices and bounds of every option (the fields' metadata), for a new run and for a resumed one's
+    merged options."""
+    check_fields(cfg, TrainConfigError)
 
 
 # ----------------------------------------------------------------------------- the run
