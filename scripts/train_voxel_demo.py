@@ -39,7 +39,6 @@ import os
 import pickle
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vpt_agent.action_mapping import policy_to_env  # noqa: E402
 from vpt_agent.agent import resolve_device  # noqa: E402
 from vpt_agent.attention import LayerMemory  # noqa: E402
+from vpt_agent.train.checkpoint import atomic_write  # noqa: E402
 from vpt_agent.config import PolicyConfig  # noqa: E402
 from vpt_agent.policy import VPTPolicy  # noqa: E402
 from vpt_agent.train.loss import bc_loss  # noqa: E402
@@ -453,26 +453,14 @@ def model_dict(opts: Options) -> Dict[str, Any]:
     return {"model": {"args": {"net": {"args": net}, "pi_head_opts": {"temperature": opts.temperature}}}}
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_model(out: Path, opts: Options, policy: VPTPolicy) -> None:
     sd = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in policy.state_dict().items()}
-    _atomic_write(out / f"{NAME}.weights", lambda p: torch.save(sd, p))
-    _atomic_write(out / f"{NAME}.model", lambda p: Path(p).write_bytes(pickle.dumps(model_dict(opts))))
+    atomic_write(out / f"{NAME}.weights", lambda p: torch.save(sd, p))
+    atomic_write(out / f"{NAME}.model", lambda p: Path(p).write_bytes(pickle.dumps(model_dict(opts))))
 
 
 def write_metrics(out: Path, metrics: Dict[str, Any]) -> None:
-    _atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=1)))
+    atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=1)))
 
 
 # ================================================================================ main

@@ -11,17 +11,16 @@ A ``.safetensors`` file holds no pickle and is memory-mapped on load.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
+from .atomic import atomic_path
 from .errors import VPTError
 from .loading import ModelFileError, WeightsFileError, load_net_args, read_state_dict
 
@@ -78,11 +77,11 @@ def convert(weights_in: os.PathLike, out_path: os.PathLike, model_in: Optional[o
     tensors = _contiguous_unshared(read_weights(weights_in))
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        with _atomic_output(out_path) as tmp:
+        with atomic_path(out_path) as tmp:
             save_file(tensors, str(tmp), metadata={"format": "pt", "source": weights_in.name})
         logger.info("wrote %d tensors to %s", len(tensors), out_path)
         if config is not None and config.resolve() != target.resolve():
-            with _atomic_output(target) as tmp:
+            with atomic_path(target) as tmp:
                 shutil.copyfile(config, tmp)
             logger.info("copied config %s to %s", config, target)
     except OSError as exc:
@@ -90,20 +89,6 @@ def convert(weights_in: os.PathLike, out_path: os.PathLike, model_in: Optional[o
     if config is None:
         logger.warning("no .model config given (--model); only the tensors were written")
     return out_path
-
-
-@contextlib.contextmanager
-def _atomic_output(path: Path) -> Iterator[Path]:
-    """A unique temporary name next to ``path``, renamed onto ``path`` on success and removed on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _config_source(weights_in: Path, model_in: Optional[os.PathLike]) -> Optional[Path]:

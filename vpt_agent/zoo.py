@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import download
+from .atomic import atomic_path
 from .config import VPT_SIZES
 from .errors import VPTError
 from .file_checks import MAX_MODEL_BYTES, GiB, ModelFileError, WeightsFileError, check_weights_file, read_net_args
@@ -380,9 +381,8 @@ def _update_manifest(cache: Path, filename: str, entry: Optional[dict]) -> None:
             files.pop(filename, None)
         else:
             files[filename] = entry
-        tmp = cache / f"{MANIFEST_NAME}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"version": MANIFEST_VERSION, "files": files}, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, cache / MANIFEST_NAME)
+        with atomic_path(cache / MANIFEST_NAME) as tmp:
+            tmp.write_text(json.dumps({"version": MANIFEST_VERSION, "files": files}, indent=2, sort_keys=True) + "\n")
 
 
 def _manifest_entry(size: int, url: str, sha256: str) -> dict:

@@ -13,12 +13,12 @@ import logging
 import math
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..atomic import atomic_path
 from .config import EvalError
 from .records import CRASHED, OUTCOMES, EpisodeRecord, EpisodeTask, is_finite_number, nonfinite_as_crash
 from .rollout import RolloutListener
@@ -29,7 +29,6 @@ EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "returns.png"
 ITEMS_PLOT_FILE = "items.png"
-TEMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" next to their target
 SMOKE_TEST_LABEL = "SMOKE TEST: random (untrained) weights, not a real evaluation"
 
 # Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
@@ -71,41 +70,6 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
         return json_safe(value.item())  # a numpy scalar or 0-d array
     return value
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a fresh temporary path next to ``path``; on success it replaces ``path``, on any error it is removed.
-
-    The name is unique (``.<name>.<random>.tmp``), so two writers never share a temporary file, and a failed
-    write (disk full, an exception, Ctrl-C) leaves neither a half-written ``path`` nor a temporary file.
-    """
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 class EpisodeLog:
@@ -170,10 +134,7 @@ class EpisodeLog:
 
     def _truncate(self, data: bytes) -> None:
         with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            tmp.write_bytes(data)
 
     def append(self, record: EpisodeRecord) -> None:
         """Append one record as a line, fsync'd before returning.
@@ -521,10 +482,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     never see half a file and a failed write leaves no temporary file behind."""
     text = json.dumps(json_safe(data), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp.write_text(text, encoding="utf-8")
 
 
 def plot_returns(records: Sequence[EpisodeRecord], path: Path, title: str) -> None:

@@ -17,6 +17,7 @@ import platform
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
+from ..atomic import TEMP_SUFFIX
 from . import report
 from .config import RANDOM_WEIGHTS, EvalConfig, EvalError
 from .records import EpisodeRecord
@@ -25,9 +26,9 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-# Temporary files of earlier versions (fixed names); current ones are ".<name>.<random>.tmp" (report.atomic_path).
-_LEGACY_TEMPS = ("run.json.tmp", "summary.json.tmp", "episodes.jsonl.tmp")
-_OWN_FILES = ("run.json", "summary.json", "episodes.jsonl", "returns.png", "items.png")
+_OWN_FILES = (RUN_FILE, report.SUMMARY_FILE, report.EPISODES_FILE, report.PLOT_FILE, report.ITEMS_PLOT_FILE)
+# Temporary files of earlier versions (fixed names); current ones are ".<name>.<random>.tmp" (atomic.atomic_path).
+_LEGACY_TEMPS = tuple(name + TEMP_SUFFIX for name in (RUN_FILE, report.SUMMARY_FILE, report.EPISODES_FILE))
 # Settings that change what the episodes of a run are; --resume refuses to mix them.
 IDENTITY_FIELDS = ("env", "env_kwargs", "seed", "model", "weights", "zoo", "max_steps", "deterministic", "dtype",
                    "protocol")
@@ -202,7 +203,7 @@ def remove_stale_temps(out: Path) -> None:
     names = set(_LEGACY_TEMPS)
     for path in out.iterdir():
         own = any(path.name.startswith(f".{name}.") for name in _OWN_FILES)
-        if path.name in names or (own and path.name.endswith(report.TEMP_SUFFIX)):
+        if path.name in names or (own and path.name.endswith(TEMP_SUFFIX)):
             with contextlib.suppress(OSError):
                 path.unlink()
                 logger.info("removed %s (left by an interrupted write)", path)

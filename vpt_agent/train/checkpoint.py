@@ -6,14 +6,13 @@ the destination, so a killed process leaves either the previous file or the new 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 import torch
 
+from ..atomic import atomic_path
 from ..policy import BlockState
 
 CHECKPOINT = "checkpoint.pt"
@@ -25,26 +24,9 @@ PLOT = "loss.png"
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path`` (same directory, fsynced)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Call ``write(tmp_path)``; the file then replaces ``path`` whole (:func:`vpt_agent.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def official_state_dict(policy: torch.nn.Module) -> Dict[str, torch.Tensor]:
