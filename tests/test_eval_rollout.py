@@ -161,6 +161,28 @@ def test_endless_crashes_abort_after_a_streak_and_are_all_recorded():
         run([EpisodeTask(i, i) for i in range(20)], 1, kwargs, max_retries=0)
 
 
+def test_a_worker_that_cannot_start_leaves_no_started_worker_running():
+    class ClosedWorker(FakeWorker):
+        closed = False
+
+        def close(self, timeout=10.0):
+            self.closed = True
+            super().close(timeout)
+
+    started = []
+
+    def make_worker(slot):
+        if slot == 2:
+            raise OSError("cannot start worker 2")
+        started.append(ClosedWorker(EnvSpec(POV_ENV, KWARGS, None)))
+        return started[-1]
+
+    rollout = Rollout([MemoryPolicy()], make_worker, 3, TASKS, [], max_retries=0, step_timeout=5.0, reset_timeout=5.0)
+    with pytest.raises(OSError, match="worker 2"):
+        rollout.run()
+    assert len(started) == 2 and all(w.closed or w.killed for w in started)
+
+
 def test_step_without_reset_is_a_reset_needed_error():
     from gymnasium.error import ResetNeeded
 

@@ -235,7 +235,8 @@ class Rollout:
         """Run until every task finished or gave up. Workers are always shut down on exit."""
         self.stats.start = self._last_move = time.perf_counter()
         try:
-            self.slots = [_Slot(i, self.make_worker(i)) for i in range(self.num_envs)]
+            for i in range(self.num_envs):  # one by one: if a start fails, _shutdown closes those started
+                self.slots.append(_Slot(i, self.make_worker(i)))
             while self.queue or any(slot.task is not None for slot in self.slots):
                 moved = self._start_episodes()
                 for g in range(len(self.groups)):
