@@ -393,6 +393,19 @@ def test_default_threads_leave_a_core_per_local_env(monkeypatch):
     assert runner.default_threads(EvalConfig(num_envs=3)) == 5
     assert runner.default_threads(EvalConfig(num_envs=16)) == 1
     assert runner.default_threads(EvalConfig(num_envs=16, backend="ray")) == 8
+    assert runner.default_threads(EvalConfig(num_envs=16), num_envs=1) == 7  # one episode left: one worker runs
+
+
+def test_policy_threads_count_the_workers_that_run(tmp_path, monkeypatch):
+    """K=6 for one episode starts one env worker, so the policy gets all cores but one."""
+    from vpt_agent.eval import runner
+
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    asked = []
+    real = runner._torch_threads
+    monkeypatch.setattr(runner, "_torch_threads", lambda n: asked.append(n) or real(1))
+    evaluate(make_config(tmp_path / "run", episodes=1, num_envs=6, max_steps=2))
+    assert asked == [7]
 
 
 def test_users_own_envs_package_does_not_shadow_the_vpt_envs(tmp_path):

@@ -408,6 +408,12 @@ def throughput(finished: Sequence[EpisodeRecord], session: Mapping[str, Any]) ->
     }
 
 
+def requested(records: Iterable[EpisodeRecord], episodes: int) -> List[EpisodeRecord]:
+    """The records of episodes 0..N-1 (a run resumed with a smaller ``--episodes`` keeps the others on disk,
+    outside its statistics)."""
+    return [r for r in records if int(r["index"]) < episodes]
+
+
 def build_summary(records: Sequence[EpisodeRecord], *, episodes_requested: int, max_retries: int,
                   smoke_test: bool, config: Mapping[str, Any], versions: Mapping[str, Optional[str]],
                   session: Mapping[str, Any]) -> Dict[str, Any]:
@@ -415,7 +421,7 @@ def build_summary(records: Sequence[EpisodeRecord], *, episodes_requested: int, 
 
     Crashed attempts are counted separately and never enter the statistics.
     """
-    in_range = [r for r in records if int(r["index"]) < episodes_requested]
+    in_range = requested(records, episodes_requested)
     status = episode_status(in_range, max_retries)
     finished = [status.done[i] for i in sorted(status.done)]
     returns = [float(r["return"]) for r in finished]

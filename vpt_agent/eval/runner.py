@@ -36,10 +36,13 @@ logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- agent
 
-def default_threads(config: EvalConfig) -> int:
-    """CPU threads for the policy: the cores the local env worker processes (one busy core each) leave free."""
+def default_threads(config: EvalConfig, num_envs: Optional[int] = None) -> int:
+    """CPU threads for the policy: the cores the local env worker processes (one busy core each) leave free.
+
+    ``num_envs``: the workers that really run (fewer than ``--num-envs`` when fewer episodes are left to run).
+    """
     cpus = os.cpu_count() or 1
-    busy = config.num_envs if config.backend == "local" else 0
+    busy = (config.num_envs if num_envs is None else num_envs) if config.backend == "local" else 0
     return max(1, cpus - busy)
 
 
@@ -223,8 +226,7 @@ def write_summary(out: Path, config: EvalConfig, session: Mapping[str, Any], *, 
     if plot:
         title = f"{config.env} | {policy_label(config)} | n={summary['returns']['n']}"
         try:
-            report.plot_returns([r for r in records if int(r["index"]) < config.episodes],
-                                out / report.PLOT_FILE, title)
+            report.plot_returns(report.requested(records, config.episodes), out / report.PLOT_FILE, title)
         except Exception as err:  # a plotting problem must not lose the summary
             logger.warning("could not write %s: %s", report.PLOT_FILE, err)
         try:
@@ -249,12 +251,11 @@ def evaluate(config: Union[EvalConfig, Mapping[str, Any]]) -> Dict[str, Any]:
     # A first look, writing nothing: refuse a bad resume before the (slow) agent load, and load the agent before
     # creating anything, so a bad model leaves no run directory.
     existing = prepare_run_dir(config, out, files, repair=False)
-    agent = _load_agent(config) if _pending(config, existing) else None
+    agent = _load_agent(config) if _pending(config, _status(config, existing)) else None
     with locked_run_dir(out), _locked_record_dir(config):
         existing = prepare_run_dir(config, out, files)  # again, under the lock: the authoritative state
-        status = report.episode_status([r for r in existing if int(r["index"]) < config.episodes],
-                                       config.max_retries)
-        tasks = _pending(config, existing)
+        status = _status(config, existing)
+        tasks = _pending(config, status)
         if existing:
             logger.info("resuming %s: %d episodes done, %d to run", out, len(status.done), len(tasks))
         session: Dict[str, Any] = {"started": _dt.datetime.now().isoformat(), "resumed": bool(existing),
@@ -265,7 +266,7 @@ def evaluate(config: Union[EvalConfig, Mapping[str, Any]]) -> Dict[str, Any]:
             create_run_dir(config, out, files)
         if tasks:
             try:
-                with _torch_threads(config.threads or default_threads(config)):
+                with _torch_threads(config.threads or default_threads(config, min(config.num_envs, len(tasks)))):
                     session.update(_run_tasks(config, agent, out, tasks,
                                               [float(r["return"]) for r in status.done.values()]))
             except Exception as err:
@@ -281,9 +282,13 @@ def evaluate(config: Union[EvalConfig, Mapping[str, Any]]) -> Dict[str, Any]:
     return summary
 
 
-def _pending(config: EvalConfig, existing: List[EpisodeRecord]) -> List[EpisodeTask]:
+def _status(config: EvalConfig, existing: List[EpisodeRecord]) -> report.EpisodeStatus:
+    """Which of this run's episodes (index < N) finished, gave up or crashed, from the records on disk."""
+    return report.episode_status(report.requested(existing, config.episodes), config.max_retries)
+
+
+def _pending(config: EvalConfig, status: report.EpisodeStatus) -> List[EpisodeTask]:
     """The episodes still to run: neither finished nor given up (index < N, seed = seed + index)."""
-    status = report.episode_status([r for r in existing if int(r["index"]) < config.episodes], config.max_retries)
     return [EpisodeTask(i, config.seed + i, status.attempts.get(i, 0)) for i in range(config.episodes)
             if i not in status.done and i not in status.gave_up]
 
