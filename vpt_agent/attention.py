@@ -67,6 +67,7 @@ class SelfAttention(nn.Module):
     def __init__(self, hidsize: int, heads: int, maxlen: int, init_scale: float = 1.0):
         super().__init__()
         self.heads, self.maxlen = heads, maxlen
+        self.scale = heads / hidsize  # muP: 1/d_h on the query-key products, not 1/sqrt(d_h)
         s = math.sqrt(init_scale)
         self.q_layer = _normed_linear(hidsize, hidsize, 0.1)
         self.k_layer = _normed_linear(hidsize, hidsize, 0.2, bias=False)
@@ -82,23 +83,22 @@ class SelfAttention(nn.Module):
         Returns ``(attention output (B, t, H), new keys (B, t, H), new values (B, t, H))``.
         """
         B, t, H = y.shape
-        nh = self.heads
         q, k, v = self.q_layer(y), self.k_layer(y), self.v_layer(y)
         keys = torch.cat([mem.keys.to(k.dtype), k], dim=1)
         values = torch.cat([mem.values.to(v.dtype), v], dim=1)
         bias = self._position_bias(y, t)  # (B, nh, t, L+t), float32
         if allowed is not None:
             bias = bias.masked_fill(~allowed[:, None], float("-inf"))
-
-        def heads(x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, nh, T, d_h)
-            return x.view(B, x.shape[1], nh, H // nh).transpose(1, 2)
-
-        dtype = q.dtype
-        a = F.scaled_dot_product_attention(
-            heads(q), heads(keys.to(dtype)), heads(values.to(dtype)), attn_mask=bias.to(dtype), scale=nh / H
-        )
+        dtype, split = q.dtype, self.split_heads
+        a = F.scaled_dot_product_attention(split(q), split(keys.to(dtype)), split(values.to(dtype)),
+                                           attn_mask=bias.to(dtype), scale=self.scale)
         a = a.transpose(1, 2).reshape(B, t, H)
         return self.proj_layer(a), k, v
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, nh, T, d_h)."""
+        B, T, H = x.shape
+        return x.view(B, T, self.heads, H // self.heads).transpose(1, 2)
 
     def distance_bias(self, y: torch.Tensor) -> torch.Tensor:
         """Bias of each query for each distance 0..L-1: (B, nh, t, L), float32."""

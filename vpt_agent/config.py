@@ -116,10 +116,6 @@ class PolicyConfig:
         """Whether the recurrence is an LSTM stack (``attention_*`` and ``timesteps`` are then unused)."""
         return self.recurrence_type in LSTM_RECURRENCES
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidsize // self.attention_heads
-
     @classmethod
     def from_model_dict(cls, model: Mapping[str, Any]) -> "PolicyConfig":
         """Build from the dict stored in a ``.model`` file (``{"model": {"args": {"net": {"args": ...}}}}``)."""

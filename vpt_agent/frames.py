@@ -17,7 +17,6 @@ from .errors import VPTError
 PARALLEL_MIN_BATCH = 8
 
 
-
 class ObservationError(VPTError, ValueError):
     """An observation the agent cannot use (no ``pov``, wrong dtype or shape, NaN)."""
 

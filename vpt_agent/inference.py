@@ -153,19 +153,15 @@ class StepEngine:
     def _attend(self, attn, y: torch.Tensor, layer: int, distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Write this frame's key/value into the ring, then attend over the ring: (B, H) -> (B, H)."""
         B, H = y.shape
-        nh = attn.heads
         q, k, v = attn.q_layer(y), attn.k_layer(y), attn.v_layer(y)
         keys, values = self.keys[layer], self.values[layer]
         keys.index_copy_(1, self.pos, k[:, None].to(keys.dtype))
         values.index_copy_(1, self.pos, v[:, None].to(values.dtype))
         bias = attn.distance_bias(y[:, None])[:, :, 0].index_select(-1, distance)  # (B, nh, L) float32
         bias = (bias + mask[:, None]).to(q.dtype)[:, :, None]  # (B, nh, 1, L)
-
-        def heads(x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, nh, T, d_h)
-            return x.view(B, x.shape[1], nh, H // nh).transpose(1, 2)
-
-        a = F.scaled_dot_product_attention(heads(q[:, None]), heads(keys), heads(values), attn_mask=bias,
-                                           scale=nh / H)
+        split = attn.split_heads
+        a = F.scaled_dot_product_attention(split(q[:, None]), split(keys), split(values), attn_mask=bias,
+                                           scale=attn.scale)
         return attn.proj_layer(a.reshape(B, H))
 
     # ------------------------------------------------------------------ CUDA graph

@@ -49,8 +49,6 @@ HOTBAR_SLOTS = 9
 #: Mouse position written into our own records (the centre of the 1280x720 window the recorder assumes).
 CENTRE_X, CENTRE_Y = 640.0, 360.0
 
-_BUTTON_KEYS = {button: key for key, button in KEYBOARD_BUTTONS.items()}
-
 
 def noop_env_action() -> Dict[str, Any]:
     """MineRL env action with every button released (``0``) and ``camera = [0, 0]`` (float32)."""

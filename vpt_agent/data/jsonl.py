@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, List
+from typing import Any, List
 
 from .errors import DataError
 
@@ -41,9 +41,3 @@ def format_jsonl_line(record: Any) -> str:
     """One record as a compact JSON line (with its newline)."""
     return json.dumps(record, separators=(",", ":")) + "\n"
 
-
-def write_jsonl(path: Path, records: Iterable[Any]) -> None:
-    """Write ``records`` to ``path``, one JSON line each (not atomic: callers write to a temporary name)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(format_jsonl_line(record))

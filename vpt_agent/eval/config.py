@@ -141,8 +141,7 @@ def probe_env(spec: EnvSpec, timeout: Optional[float] = None) -> None:
                         "(--reset-timeout); the env hangs")
     for stage, err in outcome.items():
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        what = "create" if stage == "create" else "close"
-        raise EvalError(f"--env {spec.env_id!r}: cannot {what} the env: {type(err).__name__}: {text}")
+        raise EvalError(f"--env {spec.env_id!r}: cannot {stage} the env: {type(err).__name__}: {text}")
 
 
 def env_spec(config: EvalConfig, frame_size: Optional[Tuple[int, int]] = None) -> EnvSpec:

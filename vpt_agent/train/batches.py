@@ -342,11 +342,6 @@ class WindowLoader:
         self.next_step = 0
         self._procs: List[Any] = []
 
-    @property
-    def total_frames(self) -> int:
-        """Kept steps in one epoch."""
-        return int(sum(self.lengths))
-
     def steps_per_epoch_estimate(self) -> int:
         windows = sum(-(-n // self.seq_len) for n in self.lengths)
         return max(1, -(-windows // self.batch))

@@ -2,9 +2,8 @@
 
 Per step: B lanes x T frames go through the policy in one call, with each lane's recurrent state (transformer
 memory or LSTM (h, c)) carried over from its previous window (detached: truncated BPTT) and reset where a lane
-starts an episode
-(``first``). The loss is the mean NLL of the recorded joint actions over the real (unpadded) steps. Under
-torchrun the B lanes are shared among the processes (:mod:`.distributed`).
+starts an episode (``first``). The loss is the mean NLL of the recorded joint actions over the real (unpadded)
+steps. Under torchrun the B lanes are shared among the processes (:mod:`.distributed`).
 """
 from __future__ import annotations
 
