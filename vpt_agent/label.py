@@ -48,14 +48,13 @@ from .action_mapping import BUTTONS
 from . import cli
 from .data import DataError, RecordingFiles, env_action_to_json, recording_files
 from .data.jsonl import format_jsonl_line
-from .data.video import VideoEncoder, check_file_name
+from .data.video import FPS, VideoEncoder, check_file_name
 from .errors import VPTError
 from .frames import preprocess_pov
 
 logger = logging.getLogger(__name__)
 
 PROG = "python -m vpt_agent.label"
-FPS = 20.0  # VPT recordings are 20 Hz
 FPS_TOLERANCE = 0.05
 OFFICIAL_N_FRAMES = 128  # frames per predict_actions call in the official run_inverse_dynamics_model.py
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
@@ -278,7 +277,7 @@ class PendingVideo:
         self.files = job.files
         self.tmp_video = self.files.video.with_name(self.files.video.name + PARTIAL)
         self.tmp_actions = self.files.actions.with_name(self.files.actions.name + PARTIAL)
-        self.encoder: Optional[VideoEncoder] = None if job.link else VideoEncoder(self.tmp_video, fps=int(FPS),
+        self.encoder: Optional[VideoEncoder] = None if job.link else VideoEncoder(self.tmp_video, fps=FPS,
                                                                                    quality="standard")
         self.predictions: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
         self.num_frames: Optional[int] = None  # known once decoding ended

@@ -27,11 +27,10 @@ from ..action_mapping import MINERL_ACTION_KEYS
 from .errors import DataError
 from .options import ReadOptions
 from .recording import PathLike, RecordingFiles, list_recordings, load_actions
-from .video import count_frames
+from .video import FPS, count_frames
 
 logger = logging.getLogger(__name__)
 
-FPS = 20  # VPT recordings are 20 Hz
 BUTTONS = tuple(key for key in MINERL_ACTION_KEYS if key != "camera")
 
 

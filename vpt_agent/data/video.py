@@ -31,6 +31,7 @@ VIDEO_QUALITIES: Dict[str, tuple] = {
     "lossless": ("libx264rgb", "rgb24", ["-qp", "0", "-preset", "veryfast"]),
 }
 DEFAULT_QUALITY = "standard"
+FPS = 20  # VPT's recordings are 20 Hz, one action per frame, as MineRL's env steps
 
 
 def check_file_name(path: Path) -> None:
@@ -102,7 +103,7 @@ class VideoEncoder:
     temporary name and rename it once :meth:`close` returned.
     """
 
-    def __init__(self, path: Path, fps: int = 20, quality: str = DEFAULT_QUALITY):
+    def __init__(self, path: Path, fps: int = FPS, quality: str = DEFAULT_QUALITY):
         if quality not in VIDEO_QUALITIES:
             raise ValueError(f"video quality must be one of {sorted(VIDEO_QUALITIES)}, got {quality!r}")
         self.path = Path(path)

@@ -12,7 +12,7 @@ from .actions import env_action_to_json
 from .errors import DataError
 from .jsonl import format_jsonl_line
 from .recording import PathLike, RecordingFiles, recording_files
-from .video import DEFAULT_QUALITY, VideoEncoder
+from .video import DEFAULT_QUALITY, FPS, VideoEncoder
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -30,7 +30,7 @@ class RecordingWriter:
             rec.write(obs["pov"], action)
     """
 
-    def __init__(self, out_dir: PathLike, name: str, fps: int = 20, quality: str = DEFAULT_QUALITY,
+    def __init__(self, out_dir: PathLike, name: str, fps: int = FPS, quality: str = DEFAULT_QUALITY,
                  overwrite: bool = False):
         if not name or os.sep in name or name.startswith("."):
             raise DataError(f"{name!r}: a recording name must be a plain file name")

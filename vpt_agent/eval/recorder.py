@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..action_mapping import JointAction
+from ..data.video import FPS
 from .records import CRASHED, EpisodeRecord, EpisodeTask
 from .rollout import Action, RolloutListener
 from .workers import Transition
@@ -36,7 +37,7 @@ def recording_name(task: EpisodeTask) -> str:
 class EpisodeRecorder(RolloutListener):
     """Writes each episode attempt as a VPT recording in ``directory``; see the module docstring."""
 
-    def __init__(self, directory: Path, fps: int = 20, quality: Optional[str] = None):
+    def __init__(self, directory: Path, fps: int = FPS, quality: Optional[str] = None):
         self.directory = Path(directory)
         self.fps = fps
         self.quality = quality

@@ -14,6 +14,7 @@ from typing import Any, Dict
 
 import numpy as np
 
+from ..data.video import FPS
 from .records import CRASHED, EpisodeRecord, EpisodeTask
 from .rollout import Action, RolloutListener
 from .workers import Transition
@@ -27,7 +28,7 @@ PARTIAL = ".partial.mp4"
 class VideoRecorder(RolloutListener):
     """A rollout listener writing one MP4 per episode with index < ``count``; crashed attempts leave no file."""
 
-    def __init__(self, directory: Path, count: int, fps: int = 20):
+    def __init__(self, directory: Path, count: int, fps: int = FPS):
         self.directory = Path(directory)
         self.count = count
         self.fps = fps
