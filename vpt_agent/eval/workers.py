@@ -133,22 +133,6 @@ def make_env(spec: EnvSpec):
     return gymnasium.make(spec.env_id, **kwargs)
 
 
-def check_pov(pov: Any, expected_shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
-    """``pov`` if it is an RGB uint8 image (H, W, 3) of ``expected_shape``; else ``ValueError`` saying what is wrong.
-
-    An env that returns anything else is broken: the worker raises, so the driver records that env's crash.
-    """
-    if not isinstance(pov, np.ndarray):
-        raise ValueError(f"obs['pov'] must be a numpy array, got {type(pov).__name__}")
-    if pov.dtype != np.uint8:
-        raise ValueError(f"obs['pov'] must be uint8 RGB, got dtype {pov.dtype}")
-    if pov.ndim != 3 or pov.shape[2] != 3 or pov.shape[0] < 1 or pov.shape[1] < 1:
-        raise ValueError(f"obs['pov'] must have shape (H, W, 3), got {pov.shape}")
-    if expected_shape is not None and pov.shape != expected_shape:
-        raise ValueError(f"obs['pov'] changed shape within the episode: {pov.shape}, first {expected_shape}")
-    return pov
-
-
 def _merge_counts(into: Dict[str, int], counts: Any) -> None:
     """Keep, per item, the largest count seen in the episode (nonzero items only)."""
     if not isinstance(counts, dict):
@@ -181,20 +165,22 @@ class EnvRunner:
 
     def _transition(self, obs: Dict[str, Any], reward: float = 0.0, terminated: bool = False,
                     truncated: bool = False) -> Transition:
-        if not isinstance(obs, dict) or "pov" not in obs:
-            keys = sorted(obs) if isinstance(obs, dict) else type(obs).__name__
-            raise ValueError(f"the env's observation has no 'pov' (keys: {keys})")
+        # OpenCV (behind ..frames) is imported by the workers only, not by --help.
+        from ..frames import check_pov, preprocess_pov
+
         if not math.isfinite(reward):
             raise ValueError(f"the env paid a non-finite reward ({reward!r})")
-        pov = check_pov(obs["pov"], self.pov_shape)
+        # An env whose pov is not an RGB uint8 image (H, W, 3), the same shape all episode, is broken: the worker
+        # raises, so the driver records that env's crash.
+        pov = check_pov(obs)
+        if self.pov_shape is not None and pov.shape != self.pov_shape:
+            raise ValueError(f"obs['pov'] changed shape within the episode: {pov.shape}, first {self.pov_shape}")
         self.pov_shape = pov.shape
         if "inventory" in obs:
             _merge_counts(self.inventory_items, obs["inventory"])
         if self.spec.frame_size is None:
             frame = pov
         else:
-            from ..frames import preprocess_pov  # OpenCV: imported by the workers only, not by --help
-
             frame = preprocess_pov(obs, self.spec.frame_size)
         done = terminated or truncated
         return Transition(frame, pov if self.full_frames else None, reward, terminated, truncated,
