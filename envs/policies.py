@@ -8,7 +8,7 @@ from typing import Any, Optional
 import gymnasium as gym
 import numpy as np
 
-from .actions import action_space, noop_action
+from .actions import CAMERA_LIMIT, action_space, noop_action
 from .voxel import REACH
 from .voxel_world import BLOCKS, LOG_BLOCKS
 
@@ -88,5 +88,6 @@ class RandomPolicy:
 
     def __call__(self) -> dict[str, Any]:
         action = self.space.sample()
-        action["camera"] = np.clip(self.rng.normal(0.0, self.camera_std, 2), -180, 180).astype(np.float32)
+        camera = np.clip(self.rng.normal(0.0, self.camera_std, 2), -CAMERA_LIMIT, CAMERA_LIMIT)
+        action["camera"] = camera.astype(np.float32)
         return action

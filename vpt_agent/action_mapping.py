@@ -25,6 +25,8 @@ BUTTONS: Tuple[str, ...] = (
 #: MineRL 1.0's 24 action keys (23 buttons + camera). The agent never presses the extra three.
 MINERL_ACTION_KEYS: Tuple[str, ...] = tuple(sorted(BUTTONS + ("ESC", "pickItem", "swapHands", "camera")))
 NEVER_PRESSED: Tuple[str, ...] = ("ESC", "pickItem", "swapHands")
+#: MineRL steps at 20 Hz, one action per frame, and VPT's recordings (frames + action lines) are 20 Hz.
+FPS = 20
 
 # Mutually exclusive groups; option 0 of each is "none". Order defines the joint index.
 BUTTON_GROUPS: Dict[str, Tuple[str, ...]] = {

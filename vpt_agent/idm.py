@@ -187,8 +187,7 @@ class InverseActionNet(MinecraftPolicy):
         under a "clipped_causal" mask. The official IDM agent never sets it.
         """
         B, T = frames.shape[:2]
-        scale = 255.0 if self.cfg.scale_input_img else 1.0
-        x = frames.permute(0, 4, 1, 2, 3).float() / scale  # (B, 3, T, H, W); a true division, as the official code
+        x = frames.permute(0, 4, 1, 2, 3).float() / self.scale  # (B, 3, T, H, W); a true division, as officially
         if self.time_pad:
             x = F.pad(x, (0, 0, 0, 0, self.time_pad, self.time_pad))
         step = T if frame_batch is None else max(1, frame_batch // B)

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import cv2
 import numpy as np
 
+from ..action_mapping import FPS
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ VIDEO_QUALITIES: Dict[str, tuple] = {
     "lossless": ("libx264rgb", "rgb24", ["-qp", "0", "-preset", "veryfast"]),
 }
 DEFAULT_QUALITY = "standard"
-FPS = 20  # VPT's recordings are 20 Hz, one action per frame, as MineRL's env steps
 
 
 def check_file_name(path: Path) -> None:

@@ -97,6 +97,11 @@ def default_env() -> str:
     return MINERL_ENV if importlib.util.find_spec("minerl") is not None else EMBEDDED_ENV
 
 
+def registered_id(env_id: Optional[str]) -> str:
+    """The Gymnasium id of ``--env``: ``"module:id"`` -> ``"id"`` (the module is imported first); ``None`` -> ``""``."""
+    return (env_id or "").split(":", 1)[-1]
+
+
 def check_env_id(env_id: str) -> None:
     """Raise :class:`EvalError` unless ``env_id`` is a registered Gymnasium id (after imports)."""
     import gymnasium
@@ -105,8 +110,7 @@ def check_env_id(env_id: str) -> None:
         import_env_modules(env_id)
     except ImportError as err:
         raise EvalError(f"--env {env_id!r}: cannot import its module: {err}") from None
-    name = env_id.split(":", 1)[1] if ":" in env_id else env_id
-    if name not in gymnasium.registry:
+    if registered_id(env_id) not in gymnasium.registry:
         vpt_ids = sorted(i for i in gymnasium.registry if i.startswith("vpt/"))
         hint = f"; registered vpt ids: {', '.join(vpt_ids)}" if vpt_ids else ""
         raise EvalError(f"--env: unknown Gymnasium env id {env_id!r}{hint}")

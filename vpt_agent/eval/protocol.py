@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional
 
-from .config import EvalConfig, EvalError
+from .config import EvalConfig, EvalError, registered_id
 
 
 def get(name: str):
@@ -21,10 +21,6 @@ def get(name: str):
         return get_protocol(name)
     except ValueError as err:
         raise EvalError(f"--protocol: {err}") from None
-
-
-def _bare(env_id: Optional[str]) -> str:
-    return (env_id or "").split(":", 1)[-1]
 
 
 def apply_protocol(config: EvalConfig) -> EvalConfig:
@@ -39,14 +35,14 @@ def apply_protocol(config: EvalConfig) -> EvalConfig:
 
 def uses_protocol_env(protocol_name: Optional[str], env_id: str) -> bool:
     """Whether the workers should build ``env_id`` through the protocol (same env: its reward applies)."""
-    return protocol_name is not None and _bare(get(protocol_name).env_id) == _bare(env_id)
+    return protocol_name is not None and registered_id(get(protocol_name).env_id) == registered_id(env_id)
 
 
 def overrides(config: Mapping[str, Any]) -> List[str]:
     """The settings of a run (``summary["config"]``-like mapping) that differ from its protocol's."""
     protocol = get(config["protocol"])
     out = []
-    if _bare(config.get("env")) != _bare(protocol.env_id):
+    if registered_id(config.get("env")) != registered_id(protocol.env_id):
         out.append(f"--env {config.get('env')} instead of {protocol.env_id} (so the reward is that env's own, "
                    f"not {protocol.reward_name})")
     if config.get("max_steps") != protocol.max_episode_steps:

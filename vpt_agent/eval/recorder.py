@@ -20,8 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..action_mapping import JointAction
-from ..data.video import FPS
+from ..action_mapping import FPS, JointAction
 from .records import CRASHED, EpisodeRecord, EpisodeTask
 from .rollout import Action, RolloutListener
 from .workers import Transition

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..atomic import atomic_path
-from .config import EvalError
+from .config import EvalError, registered_id
 from .records import CRASHED, OUTCOMES, EpisodeRecord, EpisodeTask, is_finite_number, nonfinite_as_crash
 from .rollout import RolloutListener
 
@@ -190,13 +190,16 @@ def episode_status(records: Iterable[EpisodeRecord], max_retries: int) -> Episod
     return status
 
 
+Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+
+
 def t_quantile_975(df: int) -> float:
     """Two-sided 95% critical value of Student's t with ``df`` degrees of freedom."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
     if df <= len(_T975):
         return _T975[df - 1]
-    z = 1.959963984540054  # Cornish-Fisher expansion around the normal quantile
+    z = Z95  # Cornish-Fisher expansion around the normal quantile
     return (z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
             + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3))
 
@@ -215,9 +218,6 @@ def return_stats(returns: Sequence[float]) -> Dict[str, Any]:
         ci = [mean, mean]
     return {"n": n, "mean": mean, "std": std, "ci95": ci, "median": statistics.median(returns),
             "min": min(returns), "max": max(returns)}
-
-
-Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> Optional[Tuple[float, float]]:
@@ -302,16 +302,12 @@ def _protocol(name: Optional[str]):
         return None
 
 
-def _bare_env_id(env_id: Optional[str]) -> str:
-    return (env_id or "").split(":", 1)[-1]
-
-
 def _is_minerl_env(env_id: Optional[str]) -> bool:
     try:
         from vpt_envs.minerl import MINERL_ENVS
     except ImportError:
         return False
-    bare = _bare_env_id(env_id)
+    bare = registered_id(env_id)
     return bare.startswith("vpt/") and bare.removeprefix("vpt/") in MINERL_ENVS
 
 
@@ -347,7 +343,7 @@ def reference_results(config: Mapping[str, Any]) -> List[Dict[str, Any]]:
         return []
     chosen = config.get("protocol")
     candidates = ([PROTOCOLS[chosen]] if chosen in PROTOCOLS else
-                  [p for p in PROTOCOLS.values() if _bare_env_id(p.env_id) == _bare_env_id(config.get("env"))])
+                  [p for p in PROTOCOLS.values() if registered_id(p.env_id) == registered_id(config.get("env"))])
     out: List[Dict[str, Any]] = []
     seen = set()
     for protocol in candidates:

@@ -14,7 +14,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from ..data.video import FPS
+from ..action_mapping import FPS
 from .records import CRASHED, EpisodeRecord, EpisodeTask
 from .rollout import Action, RolloutListener
 from .workers import Transition
