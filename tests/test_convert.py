@@ -102,6 +102,19 @@ def test_bad_config_and_output_name(tmp_path):
         convert(SMALL_WEIGHTS, tmp_path / "o.pt")
 
 
+def test_an_existing_other_config_beside_the_output_is_not_replaced(tmp_path, capsys):
+    out = tmp_path / "small.safetensors"
+    (tmp_path / "small.model").write_bytes(b"the config of other weights")
+    with pytest.raises(ConversionError, match="small.model exists and differs"):
+        convert(SMALL_WEIGHTS, out, model_in=SMALL_MODEL)
+    assert (tmp_path / "small.model").read_bytes() == b"the config of other weights" and not out.exists()
+    (tmp_path / "small.model").write_bytes(SMALL_MODEL.read_bytes())  # the same config: nothing to lose
+    assert convert(SMALL_WEIGHTS, out, model_in=SMALL_MODEL) == out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bogus", str(SMALL_WEIGHTS), str(out)])
+    assert exit_info.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli.safetensors"
     done = subprocess.run([sys.executable, "-m", "vpt_agent.convert", str(SMALL_WEIGHTS), str(out),

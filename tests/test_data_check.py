@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,7 +141,19 @@ def test_cli_exit_codes_and_json(tmp_path, good, capsys):
     assert main([str(directory), "--jobs", "0"]) == 2
     assert "--jobs must be >= 1" in capsys.readouterr().err
     assert main([str(directory), "--no-progress", "--json", str(tmp_path / "no" / "dir.json")]) == 2
-    assert "cannot write" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: --json {tmp_path}/no/dir.json: {tmp_path}/no is not a directory\n"
+    assert main([str(directory), "--no-progress", "--json", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --json {tmp_path}: is a directory\n"
+    (tmp_path / "old.json").write_text('{"old": 1}')
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as m:  # a failed write keeps the old report whole
+        m.setattr(Path, "write_text", disk_full)
+        assert main([str(directory), "--no-progress", "--json", str(tmp_path / "old.json")]) == 2
+    assert "No space left" in capsys.readouterr().err and (tmp_path / "old.json").read_text() == '{"old": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".old.json")) == []
 
 
 def test_python_m_entry_point(good):

@@ -104,6 +104,10 @@ def test_a_hanging_env_constructor_is_a_one_line_error_within_the_timeout(tmp_pa
     ({"episodes": True}, "--episodes must be an integer"),
     ({"num_envs": 1.5}, "--num-envs must be an integer"),
     ({"protocol": "nope"}, "--protocol"),
+    ({"step_timeout": 3e6}, "--step-timeout must be <= 1,000,000.0, got 3000000.0"),  # poll() takes <= ~24.8 days
+    ({"reset_timeout": 1e20}, "--reset-timeout must be <= 1,000,000.0"),
+    ({"episodes": 10**11}, "--episodes must be <= 1,000,000, got 100000000000"),
+    ({"seed": 2**64}, "--seed must be <= 4,294,967,295"),
 ])
 def test_bad_values_are_refused_up_front(tmp_path, changes, message):
     with pytest.raises(EvalError, match=message):
@@ -238,6 +242,22 @@ def test_ray_sigkill_of_the_evaluator_leaves_no_ray_processes(tmp_path):
 
 
 # ----------------------------------------------------------------------------- --record and --protocol
+
+def test_record_refuses_to_replace_another_runs_recordings(tmp_path):
+    record = tmp_path / "rec"
+    evaluate(make_config(tmp_path / "a", record=str(record), episodes=1, max_steps=3))
+    before = {p.name: p.read_bytes() for p in record.iterdir() if p.is_file()}
+    with pytest.raises(EvalError, match=f"already holds episode_00000_seed{SEED}"):
+        evaluate(make_config(tmp_path / "b", record=str(record), episodes=1, max_steps=5))
+    assert not (tmp_path / "b").exists()  # refused before anything was created
+    assert {p.name: p.read_bytes() for p in record.iterdir() if p.is_file()} == before
+    evaluate(make_config(tmp_path / "c", record=str(record), episodes=1, max_steps=3, seed=SEED + 7))  # a new seed
+    (tmp_path / "file").write_text("x")
+    for bad, message in ((tmp_path / "file", "exists and is not a directory"), (tmp_path / "d", "another directory")):
+        with pytest.raises(EvalError, match=message):
+            evaluate(make_config(tmp_path / "d", record=str(bad)))
+    assert not (tmp_path / "d").exists()
+
 
 def test_record_round_trip_gives_the_actions_sent_to_the_env(tmp_path):
     from vpt_agent.data import find_recordings, load_actions, load_recording

@@ -121,6 +121,16 @@ def test_out_must_be_a_directory_that_can_be_made(files, tmp_path):
             pass
 
 
+def test_a_folder_with_report_files_but_no_run_is_refused(files, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.json").write_text('{"my": "numbers"}')
+    for resume in (False, True):
+        with pytest.raises(EvalError, match="holds summary.json but no run.json"):
+            rundir.prepare_run_dir(config_for(files, out, resume=resume), out)
+    assert (out / "summary.json").read_text() == '{"my": "numbers"}'
+
+
 def test_cli_out_is_a_file_exit_2_one_line(files, tmp_path, capsys):
     from vpt_agent.eval.cli import main
 

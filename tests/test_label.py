@@ -264,7 +264,9 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
         (["--videos", str(tmp_path / "missing.mp4"), "--out", str(out)], "no such file"),
         (["--videos", str(videos), "--out", str(out), "--batch", "0"], "--batch must be >= 1, got 0"),
         (["--videos", str(videos), "--out", str(out), "--frame-batch", "-2"], "--frame-batch must be >= 1, got -2"),
-        (["--videos", str(videos), "--out", str(out), "--fps", "0"], "--fps must be > 0, got 0.0"),
+        (["--videos", str(videos), "--out", str(out), "--fps", "0"], "--fps must be >= 1, got 0.0"),
+        (["--videos", str(videos), "--out", str(out), "--fps", "1e9"], "--fps must be <= 1,000, got 1000000000.0"),
+        (["--videos", str(videos), "--out", str(out), "--stride", "0"], "--stride must be between 1 and the window"),
         (["--videos", str(videos), "--out", str(out), "--official", "--n-frames", "0"], "--n-frames must be >= 1"),
     ]
     for args, message in cases:
@@ -275,6 +277,9 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
         assert sorted(p.name for p in own_dir.iterdir()) == ["fast.mp4"]
     code, err = _run_cli(["--videos", str(videos), "--out", str(out), "--device", "cpu"], capsys)
     assert code == 2 and "--idm" in err
+    code, err = _run_cli(["--videos", str(videos), "--out", str(out), "--idm", "no-such-idm", "--device", "cpu"],
+                         capsys)
+    assert code == 2 and err.startswith("error: unknown model 'no-such-idm'") and "\n" not in err.strip()
     if not torch.cuda.is_available():
         code, err = _run_cli(["--videos", str(videos), "--out", str(out), "--model", model, "--weights", weights,
                               "--device", "cuda"], capsys)

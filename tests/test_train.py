@@ -384,11 +384,31 @@ def test_corrupt_model_and_missing_flags(tmp_path, recorded, capsys):
     ("--workers", "-1", "--workers must be >= 0, got -1"),
     ("--threads", "0", "--threads must be >= 1, got 0"),
     ("--seq-len", "0", "--seq-len must be >= 1, got 0"),
+    ("--seed", "-1", "--seed must be >= 0, got -1"),
 ])
 def test_out_of_range_options(tmp_path, tiny_model, recorded, capsys, flag, value, message):
     rc = _cli(tmp_path, "--model", tiny_model, "--weights", "random", "--data", recorded, flag, value)
     _assert_error(capsys, rc, message)
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_out_that_cannot_be_a_run_directory(tmp_path, tiny_model, recorded, capsys):
+    (tmp_path / "file").write_text("x")
+    rc = main(["--model", str(tiny_model), "--weights", "random", "--data", str(recorded), "--out",
+               str(tmp_path / "file"), "--no-progress"])
+    _assert_error(capsys, rc, "exists and is not a directory")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_resume_never_replaces_final_weights_without_a_checkpoint(tmp_path, tiny_model, recorded, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "final.weights").write_bytes(b"a finished run's weights")
+    rc = _cli(tmp_path, "--model", tiny_model, "--weights", "random", "--data", recorded, "--resume")
+    _assert_error(capsys, rc, "holds final.weights but no checkpoint.pt")
+    assert (out / "final.weights").read_bytes() == b"a finished run's weights"
+    assert _cli(tmp_path / "new", "--model", tiny_model, "--weights", "random", "--data", recorded, "--seq-len", "4",
+                "--batch", "2", "--resume") == 0  # no run there yet: --resume starts one
 
 
 def test_resume_finds_the_run_however_out_is_written(tmp_path, tiny_model, recorded, monkeypatch):

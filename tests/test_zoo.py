@@ -387,6 +387,19 @@ def test_cli_list(capsys, tmp_path):
     assert "size" in out and "trained on" in out
 
 
+def test_cli_cache_and_usage_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    def read_only(args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "c" / "x.lock"))
+
+    monkeypatch.setattr(zoo, "_cmd_download", read_only)
+    assert zoo.main(["download", "foundation-model-1x", "--cache-dir", str(tmp_path / "c")]) == 1
+    assert capsys.readouterr().err == f"error: cannot use the model cache: Permission denied: {tmp_path}/c/x.lock\n"
+    for argv in ([], ["download"], ["nonsense"]):
+        with pytest.raises(SystemExit) as exit_info:
+            zoo.main(argv)
+        assert exit_info.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("command", [["vpt_agent.zoo", "download"], ["vpt_agent.download"]])
 def test_cli_download_in_a_subprocess(server, files, command):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))

@@ -1,11 +1,12 @@
-"""Atomic file output: every file this package writes appears whole or not at all.
+"""Output: every file this package writes appears whole or not at all, in a directory checked up front.
 
     atomic_path(target) -> tmp ".<name>.<random>.tmp" beside target   (the caller writes tmp)
         success: chmod to the umask's usual permissions -> fsync tmp -> rename onto target -> fsync the directory
         any error, Ctrl-C included: tmp removed, target untouched
 
 The temporary name is unique, so two writers never share one; the rename is atomic on POSIX file systems, so a
-reader sees the old file or the new one. Torch-free (the zoo and the env workers import it).
+reader sees the old file or the new one. :func:`out_dir_problem` checks an output directory before a job starts,
+so that bad ``--out`` is one line before any work. Torch-free (the zoo and the env workers import it).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 TEMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" next to their target
 
@@ -46,6 +47,19 @@ def _fsync(path: Union[str, Path], directory: bool = False) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def out_dir_problem(out: Union[str, Path], what: str = "--out") -> Optional[str]:
+    """Why ``out`` cannot be an output directory (it must be one, or be creatable), as one line; None if it can."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        return f"{what} {out}: exists and is not a directory"
+    parent = next((p for p in [out, *out.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"{what} {out}: {parent} is not a directory"
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        return f"{what} {out}: {parent} is not writable"
+    return None
 
 
 @contextlib.contextmanager

@@ -28,14 +28,16 @@ T = TypeVar("T")
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: Optional[Sequence[Any]] = None,
            metavar: Optional[str] = None, short: Optional[str] = None, negate: bool = False,
            nargs: Optional[str] = None, cli: bool = True, minimum: Optional[float] = None,
-           exclusive_minimum: Optional[float] = None, default_factory: Any = dataclasses.MISSING) -> Any:
+           exclusive_minimum: Optional[float] = None, maximum: Optional[float] = None,
+           default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that is also a command-line option (``cli=False``: a field only, no option).
 
-    ``minimum``/``exclusive_minimum`` bound a number; :func:`check_fields` enforces them and ``choices``.
+    ``minimum``/``exclusive_minimum``/``maximum`` bound a number; :func:`check_fields` enforces them and
+    ``choices``.
     """
     meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "metavar": metavar,
             "short": short, "negate": negate, "nargs": nargs, "cli": cli, "minimum": minimum,
-            "exclusive_minimum": exclusive_minimum}
+            "exclusive_minimum": exclusive_minimum, "maximum": maximum}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -150,8 +152,8 @@ def type_problem(value: Any, kind: Any) -> Optional[str]:
 
 def check_fields(config: Any, error: Callable[[str], Exception]) -> None:
     """Check a config dataclass against its fields: types (finite numbers, integers that are not bools), then the
-    ``choices``, ``minimum`` and ``exclusive_minimum`` of each field's metadata. ``None`` values (an optional
-    option not given) pass. Raises ``error(message)`` with a one-line message naming the flag."""
+    ``choices``, ``minimum``, ``exclusive_minimum`` and ``maximum`` of each field's metadata. ``None`` values (an
+    optional option not given) pass. Raises ``error(message)`` with a one-line message naming the flag."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
@@ -166,6 +168,8 @@ def check_fields(config: Any, error: Callable[[str], Exception]) -> None:
             raise error(f"{flag(f.name)} must be >= {meta['minimum']}, got {value}")
         if meta.get("exclusive_minimum") is not None and value <= meta["exclusive_minimum"]:
             raise error(f"{flag(f.name)} must be > {meta['exclusive_minimum']}, got {value}")
+        if meta.get("maximum") is not None and value > meta["maximum"]:
+            raise error(f"{flag(f.name)} must be <= {meta['maximum']:,}, got {value}")
 
 
 def parse_config(config_cls: Type[T], argv: Optional[Sequence[str]], prog: str, description: str,

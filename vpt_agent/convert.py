@@ -10,7 +10,7 @@ A ``.safetensors`` file holds no pickle and is memory-mapped on load.
 """
 from __future__ import annotations
 
-import argparse
+import filecmp
 import logging
 import os
 import shutil
@@ -21,7 +21,8 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from .atomic import atomic_path
-from .errors import VPTError
+from .cli import OneLineErrorParser
+from .errors import VPTError, one_line
 from .loading import ModelFileError, WeightsFileError, load_net_args, read_state_dict
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,18 @@ def convert(weights_in: os.PathLike, out_path: os.PathLike, model_in: Optional[o
         if path.is_dir():
             raise ConversionError(f"output {path} is a directory; give a file name ending in {path.suffix}")
     config = _config_source(weights_in, model_in)
+    copy_config = config is not None and config.resolve() != target.resolve()
+    if copy_config and target.is_file() and not filecmp.cmp(target, config, shallow=False):
+        # It may be the config of other weights (e.g. the input's own, beside an output of the same name).
+        raise ConversionError(f"{target} exists and differs from the config {config}; remove it or choose another "
+                              "output name")
     tensors = _contiguous_unshared(read_weights(weights_in))
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out_path) as tmp:
             save_file(tensors, str(tmp), metadata={"format": "pt", "source": weights_in.name})
         logger.info("wrote %d tensors to %s", len(tensors), out_path)
-        if config is not None and config.resolve() != target.resolve():
+        if copy_config:
             with atomic_path(target) as tmp:
                 shutil.copyfile(config, tmp)
             logger.info("copied config %s to %s", config, target)
@@ -118,7 +124,7 @@ def _check_config(path: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI entry point; bad input is one line on stderr (``error: ...``) and exit status 2."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m vpt_agent.convert",
         description="Convert a VPT .weights file to .safetensors (the .model config is copied to OUT.model).",
     )
@@ -131,8 +137,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         convert(args.weights, args.output, args.model)
     except ConversionError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from . import cli
 from .data import DataError, RecordingWriter, recording_files
 from .data.video import DEFAULT_QUALITY, VIDEO_QUALITIES
-from .errors import VPTError
+from .atomic import out_dir_problem
+from .errors import VPTError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ def episode_name(seed: int) -> str:
 def _check(config: DemosConfig) -> Path:
     cli.check_fields(config, DemosError)
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise DemosError(f"--out {out}: exists and is not a directory")
+    problem = out_dir_problem(out)
+    if problem:
+        raise DemosError(problem)
     return out
 
 
@@ -177,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = record_demos(config)
     except (DemosError, DataError, OSError) as err:  # OSError: e.g. an output directory we may not write
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished episodes are on disk; run the same command again to continue",

@@ -347,11 +347,10 @@ def _describe(exc: Any) -> str:
 def main(argv: Optional[list] = None) -> int:
     """``python -m vpt_agent.download NAME [NAME ...]``: the zoo's ``download`` command under the job's name
     (models by catalogue name only; same options and exit codes as ``python -m vpt_agent.zoo download``)."""
-    import argparse
-
     from . import zoo  # imported here: zoo imports this module
+    from .cli import OneLineErrorParser
 
-    parser = argparse.ArgumentParser(prog="python -m vpt_agent.download", description=zoo.DOWNLOAD_HELP)
+    parser = OneLineErrorParser(prog="python -m vpt_agent.download", description=zoo.DOWNLOAD_HELP)
     return zoo.main(argv, zoo.download_arguments(parser))
 
 

@@ -7,3 +7,9 @@
 
 class VPTError(Exception):
     """Base class of vpt-agent's errors."""
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message as one line (its lines joined, spaces folded), for a CLI's ``error: ...`` line; the type's
+    name when the message is empty."""
+    return " ".join(str(err).split()) or type(err).__name__

@@ -48,8 +48,9 @@ from .action_mapping import BUTTONS
 from . import cli
 from .data import DataError, RecordingFiles, env_action_to_json, recording_files
 from .data.jsonl import format_jsonl_line
-from .data.video import FPS, VideoEncoder, check_file_name
-from .errors import VPTError
+from .data.video import FPS, VideoEncoder, check_file_name, quiet_ffmpeg
+from .atomic import out_dir_problem
+from .errors import VPTError, one_line
 from .frames import preprocess_pov
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class LabelConfig:
         "help": "frames through the CNN at once (bounds memory; does not change results beyond fp32 rounding)",
         "minimum": 1})
     fps: Optional[float] = field(default=None, metadata={
-        "help": "source frame rate for videos whose container does not state it", "exclusive_minimum": 0})
+        "help": "source frame rate for videos whose container does not state it", "minimum": 1, "maximum": 1000})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda", "choices": ("auto", "cpu", "cuda")})
     shard: Optional[str] = field(default=None, metadata={
         "help": "K/N: label only the videos whose name hashes to K of N (0 <= K < N), for N processes or machines "
@@ -396,7 +397,7 @@ def label_videos(config: LabelConfig, idm: Optional[Any] = None) -> Dict[str, An
     else:
         # An LSTM config may leave timesteps unset (the official LSTM never reads it): the official call length then.
         window = idm.config.timesteps or OFFICIAL_N_FRAMES
-        stride = config.stride or max(1, window // 2)
+        stride = config.stride if config.stride is not None else max(1, window // 2)
     if not 1 <= stride <= window:
         raise LabelError(f"--stride must be between 1 and the window ({window}), got {stride}")
     out.mkdir(parents=True, exist_ok=True)
@@ -495,8 +496,9 @@ def _check(config: LabelConfig, need_model: bool = True) -> Path:
     if not config.out:
         raise LabelError("--out: an output directory is required")
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise LabelError(f"--out {out}: exists and is not a directory")
+    problem = out_dir_problem(out)
+    if problem:
+        raise LabelError(problem)
     cli.check_fields(config, LabelError)
     if config.official and config.stride is not None:
         raise LabelError("--stride applies to overlapping windows, not to --official (use --n-frames)")
@@ -569,23 +571,31 @@ def config_from_args(argv: Optional[Sequence[str]] = None) -> LabelConfig:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit code."""
-    from .idm import IDMError
-    from .loading import ModelFileError, WeightsFileError, WeightsMismatchError
-
     config = config_from_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = label_videos(config)
-    except (LabelError, DataError, IDMError, ModelFileError, WeightsFileError, WeightsMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (VPTError, OSError) as err:  # e.g. the zoo could not fetch the model, the disk is full
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 1
+    quiet_ffmpeg()
+    try:  # the imports too: a Ctrl-C while torch loads is an interrupt like any other
+        return _run(config)
     except KeyboardInterrupt:
         print("interrupted: finished videos are in the output; run the same command again to continue",
               file=sys.stderr)
         return 130
+
+
+def _run(config: LabelConfig) -> int:
+    from .idm import IDMError
+    from .loading import ModelFileError, WeightsFileError, WeightsMismatchError
+    from .zoo import UnknownModelError
+
+    try:
+        summary = label_videos(config)
+    except (LabelError, DataError, IDMError, ModelFileError, WeightsFileError, WeightsMismatchError,
+            UnknownModelError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except (VPTError, OSError) as err:  # e.g. the zoo could not fetch the model, the disk is full
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 1
     rate = summary["frames"] / summary["seconds"] if summary["seconds"] else 0.0
     shard = "" if summary["shard"] == "0/1" else f" (shard {summary['shard']})"
     print(f"{summary['out']}{shard}: labelled {summary['labelled']} videos ({summary['skipped']} already done), "

@@ -36,6 +36,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import download
 from .atomic import atomic_path
+from .cli import OneLineErrorParser
 from .config import VPT_SIZES
 from .errors import VPTError
 from .file_checks import MAX_MODEL_BYTES, GiB, ModelFileError, WeightsFileError, check_weights_file, read_net_args
@@ -551,7 +552,7 @@ _CACHE_HELP = f"cache directory (default ${ENV_CACHE} or {DEFAULT_CACHE_DIR})"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vpt_agent.zoo", description="Official VPT models by name.")
+    parser = OneLineErrorParser(prog="python -m vpt_agent.zoo", description="Official VPT models by name.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="show the catalogue")
     p_list.add_argument("--urls", action="store_true", help="also show the official file URLs")
@@ -585,6 +586,10 @@ def main(argv: Optional[Sequence[str]] = None, parser: Optional[argparse.Argumen
         return 2
     except ZooError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a read-only cache directory
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use the model cache: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

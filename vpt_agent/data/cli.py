@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .. import cli
+from ..atomic import atomic_path
 
 PROG = "python -m vpt_agent.data"
 
@@ -51,6 +52,17 @@ def build_parser():
     return parser
 
 
+def _json_problem(path: Path) -> Optional[str]:
+    """Why the report cannot be written to ``path`` (its directory must exist and be writable), or None."""
+    if path.is_dir():
+        return f"--json {path}: is a directory"
+    if not path.parent.is_dir():
+        return f"--json {path}: {path.parent} is not a directory"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"--json {path}: {path.parent} is not writable"
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point; returns the exit code."""
     config = CheckConfig(**vars(build_parser().parse_args(argv)))
@@ -63,11 +75,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .check import check_recordings, format_summary, summarize
     from .options import ReadOptions
     from .recording import no_recordings, path_problem
+    from .video import quiet_ffmpeg
 
-    for problem in filter(None, map(path_problem, config.paths)):  # bad arguments, not bad recordings
+    problems = [path_problem(p) for p in config.paths]  # bad arguments, not bad recordings
+    if config.json:  # found now, not after a long check
+        problems.append(_json_problem(Path(config.json)))
+    for problem in filter(None, problems):
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # each problem is reported once, as one line
+    quiet_ffmpeg()
     options = ReadOptions.official() if config.official_loader else ReadOptions()
     try:
         checks = check_recordings(config.paths, options, config.decode, config.jobs,
@@ -87,7 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: no training steps in the usable recordings (every action is a null action)", file=sys.stderr)
     if config.json:
         try:
-            Path(config.json).write_text(json.dumps(summary, indent=1) + "\n")
+            with atomic_path(config.json) as tmp:
+                tmp.write_text(json.dumps(summary, indent=1) + "\n")
         except OSError as err:
             print(f"error: cannot write {config.json}: {err.strerror or err}", file=sys.stderr)
             return 2

@@ -15,6 +15,7 @@ Two qualities (sizes and errors measured on 640x360 frames of the embedded env, 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -32,6 +33,13 @@ VIDEO_QUALITIES: Dict[str, tuple] = {
     "lossless": ("libx264rgb", "rgb24", ["-qp", "0", "-preset", "veryfast"]),
 }
 DEFAULT_QUALITY = "standard"
+
+
+def quiet_ffmpeg() -> None:
+    """Silence FFmpeg's own log (hundreds of ``[h264 @ ...]`` lines for one corrupt video) in this process and the
+    processes it starts, unless the user set ``OPENCV_FFMPEG_LOGLEVEL``: each problem is reported once, as one
+    line, by the reader that met it. For command lines; call before the first video is opened."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def check_file_name(path: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import cli
+from ..errors import one_line
 from .config import EvalConfig, EvalError
 
 PROG = "python -m vpt_agent.evaluate"
@@ -41,7 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         evaluate(config)
     except EvalError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except RolloutAborted as err:
         print(f"error: run aborted: {err} (finished episodes are on disk)", file=sys.stderr)

@@ -12,13 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from ..atomic import out_dir_problem
 from ..cli import check_fields
-from ..errors import VPTError
+from ..errors import VPTError, one_line
 from .workers import EnvSpec, import_env_modules, make_env
 
 MINERL_ENV = "vpt/MineRLHumanSurvival-v0"
 EMBEDDED_ENV = "vpt/VoxelTreechop-v0"
 RANDOM_WEIGHTS = "random"  # --weights random: untrained weights, a smoke test labelled as such everywhere
+# Explicit limits. The episode list is built up front (~100 bytes an episode); a timeout is a poll() of at most
+# 2**31-1 ms (~24.8 days); a seed must stay a valid seed for envs and torch after adding the episode index.
+MAX_EPISODES = 1_000_000
+MAX_TIMEOUT_S = 1_000_000.0
+MAX_SEED = 2**32 - 1
 
 
 class EvalError(VPTError, ValueError):
@@ -36,7 +42,8 @@ class EvalConfig:
     """Settings of an evaluation run (one field per command-line flag)."""
 
     episodes: int = field(default=10, metadata=_opt(
-        "episodes to record; exactly N are recorded, whatever K is", short="-n", minimum=1, metavar="N"))
+        "episodes to record; exactly N are recorded, whatever K is", short="-n", minimum=1, maximum=MAX_EPISODES,
+        metavar="N"))
     env: Optional[str] = field(default=None, metadata=_opt(
         f"Gymnasium id; 'module:id' imports module first (default {MINERL_ENV} when minerl is installed, "
         f"else the embedded {EMBEDDED_ENV})", metavar="ID"))
@@ -64,7 +71,7 @@ class EvalConfig:
         minimum=1, metavar="G"))
     deterministic: bool = field(default=False, metadata=_opt("argmax actions instead of sampling"))
     seed: int = field(default=0, metadata=_opt("episode i uses env seed S+i; also seeds action sampling",
-                                               minimum=0, metavar="S"))
+                                               minimum=0, maximum=MAX_SEED, metavar="S"))
     out: Optional[str] = field(default=None, metadata=_opt(
         "report directory (default runs/eval-<timestamp>)", metavar="DIR"))
     video: int = field(default=0, metadata=_opt(
@@ -82,9 +89,10 @@ class EvalConfig:
     max_retries: int = field(default=2, metadata=_opt("retries of a crashed episode (same seed)", minimum=0,
                                                       metavar="R"))
     step_timeout: float = field(default=180.0, metadata=_opt("seconds after which a step counts as hung",
-                                                             exclusive_minimum=0, metavar="T"))
+                                                             exclusive_minimum=0, maximum=MAX_TIMEOUT_S, metavar="T"))
     reset_timeout: float = field(default=600.0, metadata=_opt(
-        "seconds after which a reset (incl. env start-up) counts as hung", exclusive_minimum=0, metavar="T"))
+        "seconds after which a reset (incl. env start-up) counts as hung", exclusive_minimum=0, maximum=MAX_TIMEOUT_S,
+        metavar="T"))
     threads: Optional[int] = field(default=None, metadata=_opt(
         "torch CPU threads for the policy (default: the CPUs the local env processes leave free, at least 1; "
         "oversubscribed OpenMP threads spin and can slow a step several times)", minimum=1, metavar="T"))
@@ -144,8 +152,7 @@ def probe_env(spec: EnvSpec, timeout: Optional[float] = None) -> None:
         raise EvalError(f"--env {spec.env_id!r}: creating and closing the env did not finish within {timeout:g}s "
                         "(--reset-timeout); the env hangs")
     for stage, err in outcome.items():
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise EvalError(f"--env {spec.env_id!r}: cannot {stage} the env: {type(err).__name__}: {text}")
+        raise EvalError(f"--env {spec.env_id!r}: cannot {stage} the env: {type(err).__name__}: {one_line(err)}")
 
 
 def env_spec(config: EvalConfig, frame_size: Optional[Tuple[int, int]] = None) -> EnvSpec:
@@ -191,7 +198,12 @@ def validate(config: EvalConfig) -> EvalConfig:
         _check_importable("--video", ("imageio", "imageio_ffmpeg"), "video")
     if config.record is not None:
         _check_importable("--record", ("imageio_ffmpeg",), "video")
+        problem = out_dir_problem(config.record, "--record")
+        if problem:
+            raise EvalError(problem)
         config.record = str(Path(config.record).resolve())
+        if config.out is not None and Path(config.out).resolve() == Path(config.record):
+            raise EvalError("--record must be another directory than --out (the report's own files live there)")
     if config.backend == "ray":
         _check_importable("--backend ray", ("ray",), "ray")
     return config

@@ -33,6 +33,12 @@ def recording_name(task: EpisodeTask) -> str:
     return f"episode_{task.index:05d}_seed{task.seed}"
 
 
+def recorded_already(directory: Path, tasks: List[EpisodeTask]) -> List[str]:
+    """The names of ``tasks`` that ``directory`` already holds a recording file of (a new run would replace them)."""
+    return [recording_name(t) for t in tasks
+            if any((Path(directory) / (recording_name(t) + suffix)).exists() for suffix in (".mp4", ".jsonl"))]
+
+
 class EpisodeRecorder(RolloutListener):
     """Writes each episode attempt as a VPT recording in ``directory``; see the module docstring."""
 

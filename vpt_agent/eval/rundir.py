@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
-from ..atomic import TEMP_SUFFIX
+from ..atomic import TEMP_SUFFIX, out_dir_problem
 from . import report
 from .config import RANDOM_WEIGHTS, EvalConfig, EvalError
 from .records import EpisodeRecord
@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-_OWN_FILES = (RUN_FILE, report.SUMMARY_FILE, report.EPISODES_FILE, report.PLOT_FILE, report.ITEMS_PLOT_FILE)
+_REPORT_FILES = (report.SUMMARY_FILE, report.PLOT_FILE, report.ITEMS_PLOT_FILE)  # rebuilt from episodes.jsonl
+_OWN_FILES = (RUN_FILE, report.EPISODES_FILE, *_REPORT_FILES)
 # Temporary files of earlier versions (fixed names); current ones are ".<name>.<random>.tmp" (atomic.atomic_path).
 _LEGACY_TEMPS = tuple(name + TEMP_SUFFIX for name in (RUN_FILE, report.SUMMARY_FILE, report.EPISODES_FILE))
 # Settings that change what the episodes of a run are; --resume refuses to mix them.
@@ -116,13 +117,9 @@ def _fingerprint_diffs(stored: Mapping[str, Any], now: Mapping[str, Fingerprint]
 
 def check_out_path(out: Path, what: str = "--out") -> None:
     """``out`` must be a directory or not exist yet (creatable later): one-line :class:`EvalError` otherwise."""
-    if out.exists() and not out.is_dir():
-        raise EvalError(f"{what} {out}: exists and is not a directory")
-    parent = next((p for p in [out, *out.parents] if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise EvalError(f"{what} {out}: {parent} is not a directory")
-    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
-        raise EvalError(f"{what} {out}: {parent} is not writable")
+    problem = out_dir_problem(out, what)
+    if problem:
+        raise EvalError(problem)
 
 
 def read_run_file(out: Path) -> Optional[Dict[str, Any]]:
@@ -155,6 +152,11 @@ def prepare_run_dir(config: EvalConfig, out: Path, files: Optional[Mapping[str, 
     """
     check_out_path(out)
     run = read_run_file(out)
+    if run is None:  # a run writes run.json before any report file: these belong to something else
+        foreign = [name for name in _REPORT_FILES if (out / name).exists()]
+        if foreign:
+            raise EvalError(f"--out {out} holds {foreign[0]} but no {RUN_FILE}: it is not an evaluation run, and "
+                            "its files would be replaced; choose another --out")
     log = report.EpisodeLog(out / report.EPISODES_FILE)
     records = log.load(repair=repair)
     if config.resume:

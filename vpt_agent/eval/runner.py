@@ -20,9 +20,10 @@ import numpy as np
 
 from ..action_mapping import JointAction
 from . import report
+from ..errors import one_line
 from .config import (EMBEDDED_ENV, MINERL_ENV, EvalConfig, EvalError, config_from_mapping, env_spec, pipeline_groups,
                      validate)
-from .recorder import EpisodeRecorder
+from .recorder import EpisodeRecorder, recorded_already
 from .records import EpisodeRecord, EpisodeTask
 from .report import Progress
 from .rollout import Policy, Rollout, RolloutListener, WorkerFactory
@@ -81,8 +82,7 @@ def _load_agent(config: EvalConfig):
     try:
         return build_agent(config)
     except (OSError, ValueError, KeyError, RuntimeError, ZooError) as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise EvalError(f"cannot load the agent: {type(err).__name__}: {text}") from None
+        raise EvalError(f"cannot load the agent: {type(err).__name__}: {one_line(err)}") from None
 
 
 class AgentPolicy:
@@ -251,7 +251,13 @@ def evaluate(config: Union[EvalConfig, Mapping[str, Any]]) -> Dict[str, Any]:
     # A first look, writing nothing: refuse a bad resume before the (slow) agent load, and load the agent before
     # creating anything, so a bad model leaves no run directory.
     existing = prepare_run_dir(config, out, files, repair=False)
-    agent = _load_agent(config) if _pending(config, _status(config, existing)) else None
+    pending = _pending(config, _status(config, existing))
+    if config.record is not None and not (out / RUN_FILE).exists():  # a new run
+        clash = recorded_already(Path(config.record), pending)
+        if clash:  # another run's recordings (same index and seed), which a resume of this run would not touch
+            raise EvalError(f"--record {config.record} already holds {clash[0]} ({len(clash)} of this run's "
+                            "names); choose another --record or --seed")
+    agent = _load_agent(config) if pending else None
     with locked_run_dir(out), _locked_record_dir(config):
         existing = prepare_run_dir(config, out, files)  # again, under the lock: the authoritative state
         status = _status(config, existing)

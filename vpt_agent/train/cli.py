@@ -5,20 +5,23 @@ import logging
 import sys
 from typing import List, Optional
 
-from ..errors import VPTError
+from ..errors import VPTError, one_line
 from .config import parse_config
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Command-line entry point; returns the exit code."""
     cfg = parse_config(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .distributed import is_main_process
-    from .trainer import train  # torch is imported only after the options parsed
+    try:  # the imports too: a Ctrl-C while torch loads is an interrupt like any other
+        from ..data.video import quiet_ffmpeg
+        from .distributed import is_main_process
+        from .trainer import train  # torch is imported only after the options parsed
 
-    try:
+        quiet_ffmpeg()
         result = train(cfg)
     except (VPTError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: resume with --resume (the last checkpoint is kept)", file=sys.stderr)

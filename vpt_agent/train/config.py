@@ -10,8 +10,8 @@ from .. import cli
 
 
 def _opt(default: Any, help: str, choices: Optional[Sequence[str]] = None, metavar: Optional[str] = None,
-         minimum: Optional[float] = None) -> Any:
-    return cli.option(default, help, choices=choices, metavar=metavar, minimum=minimum)
+         minimum: Optional[float] = None, maximum: Optional[float] = None) -> Any:
+    return cli.option(default, help, choices=choices, metavar=metavar, minimum=minimum, maximum=maximum)
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TrainConfig:
                                          metavar="N", minimum=1)
     workers: int = _opt(2, "video decoding processes (0: decode in the training process)", metavar="N",
                   minimum=0)
-    seed: int = _opt(0, "seed of the data order and of a random initialisation")
+    seed: int = _opt(0, "seed of the data order and of a random initialisation", minimum=0, maximum=2**32 - 1)
     threads: Optional[int] = _opt(None, "torch CPU threads (default: torch's choice)", metavar="N",
                                   minimum=1)
     no_progress: bool = _opt(False, "no progress bar")

@@ -22,6 +22,7 @@ import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..agent import resolve_device, resolve_dtype
+from ..atomic import out_dir_problem
 from ..cli import check_fields, flag
 from ..errors import VPTError
 from ..loading import load_model_config, load_state_dict, read_state_dict
@@ -205,6 +206,9 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
     if not cli.out:
         raise TrainConfigError("--out is required")
     out = Path(cli.out)
+    problem = out_dir_problem(out)
+    if problem:
+        raise TrainConfigError(problem)
     saved = None
     if cli.resume and (out / ckpt.CHECKPOINT).exists():
         saved = ckpt.load_checkpoint(out)
@@ -230,6 +234,9 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
             if (out / name).exists():
                 raise TrainConfigError(f"{out / name} exists: pass --resume to continue that run, "
                                        "or choose another --out")
+    elif (out / ckpt.FINAL_WEIGHTS).exists():  # --resume without a checkpoint would start over and replace them
+        raise TrainConfigError(f"--resume: {out} holds {ckpt.FINAL_WEIGHTS} but no {ckpt.CHECKPOINT} to continue "
+                               "from; choose another --out")
     for name in ("model", "weights"):
         if not getattr(cli, name):
             raise TrainConfigError(f"{flag(name)} is required")
