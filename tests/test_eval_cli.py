@@ -47,6 +47,7 @@ def test_bad_flags_exit_2(argv, capsys):
     ({"pipeline": 0}, "--pipeline must be >= 1"),
     ({"step_timeout": 0}, "--step-timeout must be > 0"),
     ({"video": -1}, "--video must be >= 0"),
+    ({"ray_address": "auto"}, "--ray-address is used with --backend ray only"),
 ])
 def test_python_api_checks_the_same_metadata(changes, message):
     with pytest.raises(EvalError, match=message):

@@ -255,7 +255,7 @@ def test_bad_inputs_are_one_clear_error_and_nothing_written(idm_files, videos, t
     odd_name = tmp_path / os.fsdecode(b"odd\xffname.mp4")  # OpenCV would crash the process on it
     write_video(odd_name, video_frames(3, seed=5), fps=20)
     cases = [
-        (["--videos", str(odd_name), "--out", str(out)], "not valid UTF-8"),
+        (["--videos", str(odd_name), "--out", str(out)], f"{tmp_path}/odd\\xffname.mp4: the file name is not valid"),
         (["--videos", str(own_dir), "--out", str(own_dir)], "would replace it"),  # the source is not overwritten
         (["--videos", str(videos), "--out", str(a_file)], "not a directory"),
         (["--videos", str(empty_dir), "--out", str(out)], "no videos"),

@@ -171,8 +171,8 @@ def _usable_lines(files: RecordingFiles, num_lines: int, num_frames: int, option
         if options.length_mismatch == "error":
             raise DataError(
                 f"{files.video}: {num_frames} frames but {files.actions.name} has {num_lines} lines (one per "
-                f"frame expected; ReadOptions(length_mismatch='truncate') pairs line i with frame i and drops "
-                f"the rest, like the official loader)")
+                f"frame expected; --official-loader, or ReadOptions(length_mismatch='truncate') in Python, pairs "
+                f"line i with frame i and drops the rest, like the official loader)")
         logger.warning("%s: %d frames for %d jsonl lines; using the first %d steps",
                        files.video, num_frames, num_lines, min(num_lines, num_frames))
     return min(num_lines, num_frames)

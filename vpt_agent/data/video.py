@@ -48,7 +48,8 @@ def check_file_name(path: Path) -> None:
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
-        raise DataError(f"{path!r}: the file name is not valid UTF-8 (OpenCV cannot open it); rename it") from None
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")  # the undecodable bytes as \xNN
+        raise DataError(f"{shown}: the file name is not valid UTF-8 (OpenCV cannot open it); rename it") from None
 
 
 def open_video(path: Path) -> cv2.VideoCapture:

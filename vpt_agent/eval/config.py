@@ -189,6 +189,8 @@ def validate(config: EvalConfig) -> EvalConfig:
     config = apply_protocol(config)
     if "max_episode_steps" in config.env_kwargs:
         raise EvalError("--env-kwargs: give the time limit as --max-steps, not max_episode_steps")
+    if config.ray_address is not None and config.backend != "ray":
+        raise EvalError("--ray-address is used with --backend ray only")
     _validate_policy_source(config)
     if config.env is None:
         config.env = default_env()
