@@ -195,6 +195,17 @@ def one_recording(tmp_path):
     return recording_files(tmp_path, "rec")
 
 
+def test_a_recording_can_be_named_by_a_path(one_recording):
+    base = one_recording.video.with_suffix("")
+    expected = load_actions(one_recording)
+    for path in (str(base), base, one_recording.video, str(one_recording.actions)):
+        assert load_actions(path).files == one_recording
+        assert np.array_equal(load_actions(path).frame_index, expected.frame_index)
+        assert len(load_recording(path, size=None)) == 4 and len(list(iter_recording(path))) == 4
+    with pytest.raises(DataError, match="missing.jsonl"):
+        load_actions(base.with_name("missing"))
+
+
 def test_jsonl_line_not_json(one_recording):
     lines = one_recording.actions.read_text().splitlines()
     lines[2] = lines[2][:-5]

@@ -411,6 +411,23 @@ def test_resume_never_replaces_final_weights_without_a_checkpoint(tmp_path, tiny
                 "--batch", "2", "--resume") == 0  # no run there yet: --resume starts one
 
 
+def test_resume_or_interrupt_without_a_checkpoint_says_so(tmp_path, capsys, monkeypatch):
+    assert main(["--out", str(tmp_path / "x"), "--resume", "--no-progress"]) == 2
+    assert "--model is required (--resume: " in capsys.readouterr().err
+    import vpt_agent.train.trainer as trainer
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    assert main(["--out", str(tmp_path / "x"), "--no-progress"]) == 130
+    assert capsys.readouterr().err.startswith("interrupted before the first checkpoint")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "checkpoint.pt").write_bytes(b"")
+    assert main(["--out", str(tmp_path / "x"), "--no-progress"]) == 130
+    assert capsys.readouterr().err.startswith("interrupted: resume with --resume")
+
+
 def test_resume_finds_the_run_however_out_is_written(tmp_path, tiny_model, recorded, monkeypatch):
     monkeypatch.chdir(tmp_path)
     base = ["--model", str(tiny_model), "--weights", "random", "--data", str(recorded), "--seq-len", "4",

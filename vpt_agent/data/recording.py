@@ -144,14 +144,26 @@ class RecordingActions:
         return len(self.actions)
 
 
-def load_actions(files: RecordingFiles, options: ReadOptions = ReadOptions()) -> RecordingActions:
+def as_recording(files: Union[RecordingFiles, PathLike]) -> RecordingFiles:
+    """``files`` as :class:`RecordingFiles`: one already, or a path naming one recording (``DIR/NAME``,
+    ``DIR/NAME.mp4`` or ``DIR/NAME.jsonl``)."""
+    if isinstance(files, RecordingFiles):
+        return files
+    path = Path(files)
+    if path.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
+        return find_recordings([path])[0]
+    return recording_files(path.parent, path.name)
+
+
+def load_actions(files: Union[RecordingFiles, PathLike], options: ReadOptions = ReadOptions()) -> RecordingActions:
     """Parse ``files.actions`` and keep the steps training uses (no video decoding; the mp4 is only opened
-    to count its frames).
+    to count its frames). ``files``: see :func:`as_recording`.
 
     Raises:
         DataError: a bad jsonl line, an mp4 OpenCV cannot open, or (with ``options.length_mismatch ==
         "error"``) a frame count that differs from the line count.
     """
+    files = as_recording(files)
     records = read_jsonl(files.actions)
     num_frames = count_frames(files.video)
     usable = _usable_lines(files, len(records), num_frames, options)
@@ -180,7 +192,7 @@ def _usable_lines(files: RecordingFiles, num_lines: int, num_frames: int, option
 
 # ----------------------------------------------------------------------------- frames
 
-def iter_recording(files: RecordingFiles, size: Optional[Tuple[int, int]] = AGENT_SIZE,
+def iter_recording(files: Union[RecordingFiles, PathLike], size: Optional[Tuple[int, int]] = AGENT_SIZE,
                    options: ReadOptions = ReadOptions(),
                    actions: Optional[RecordingActions] = None) -> Iterator[Tuple[np.ndarray, Dict[str, Any]]]:
     """Stream ``(frame, env_action)`` for the kept steps of one recording, decoding one frame at a time.
@@ -189,6 +201,7 @@ def iter_recording(files: RecordingFiles, size: Optional[Tuple[int, int]] = AGEN
     from BGR and resized to ``size`` = (h, w) with the agent's resize (``None``: the video's resolution).
     Pass ``actions`` (from :func:`load_actions`) to avoid parsing the jsonl twice.
     """
+    files = as_recording(files)
     if actions is None:
         actions = load_actions(files, options)
     for step, (_, frame) in enumerate(iter_video_frames(files.video, actions.frame_index)):
@@ -217,9 +230,10 @@ class Recording:
         return len(self.actions)
 
 
-def load_recording(files: RecordingFiles, size: Optional[Tuple[int, int]] = AGENT_SIZE,
+def load_recording(files: Union[RecordingFiles, PathLike], size: Optional[Tuple[int, int]] = AGENT_SIZE,
                    options: ReadOptions = ReadOptions()) -> Recording:
     """:func:`iter_recording` collected into arrays (for small recordings and tests; training streams)."""
+    files = as_recording(files)
     actions = load_actions(files, options)
     frames = [frame for frame, _ in iter_recording(files, size, options, actions)]
     if frames:

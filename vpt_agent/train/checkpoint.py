@@ -14,13 +14,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..policy import BlockState
-
-CHECKPOINT = "checkpoint.pt"
-FINAL_WEIGHTS = "final.weights"
-FINAL_SAFETENSORS = "final.safetensors"
-FINAL_MODEL = "final.model"
-METRICS = "metrics.jsonl"
-PLOT = "loss.png"
+from .config import CHECKPOINT, FINAL_MODEL, FINAL_SAFETENSORS, FINAL_WEIGHTS, METRICS, PLOT  # noqa: F401
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from ..errors import VPTError, one_line
-from .config import parse_config
+from .config import CHECKPOINT, parse_config
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -24,7 +25,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume (the last checkpoint is kept)", file=sys.stderr)
+        if (Path(cfg.out or ".") / CHECKPOINT).exists():
+            print("interrupted: resume with --resume (the last checkpoint is kept)", file=sys.stderr)
+        else:
+            print(f"interrupted before the first checkpoint (--checkpoint-every {cfg.checkpoint_every}): nothing to "
+                  "resume; run the same command again", file=sys.stderr)
         return 130
     if not is_main_process():  # under torchrun, process 0 reports
         return 0

@@ -78,6 +78,14 @@ class TrainConfig:
 
 PROG = "python -m vpt_agent.train"
 
+# The files of a run directory (written by .checkpoint; named here, torch-free, for the command line too).
+CHECKPOINT = "checkpoint.pt"
+FINAL_WEIGHTS = "final.weights"
+FINAL_SAFETENSORS = "final.safetensors"
+FINAL_MODEL = "final.model"
+METRICS = "metrics.jsonl"
+PLOT = "loss.png"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """``--flag-name`` per :class:`TrainConfig` field, with its default, type and help from the dataclass."""

@@ -239,7 +239,8 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
                                "from; choose another --out")
     for name in ("model", "weights"):
         if not getattr(cli, name):
-            raise TrainConfigError(f"{flag(name)} is required")
+            why = f" (--resume: {out} holds no {ckpt.CHECKPOINT} to continue from)" if cli.resume else ""
+            raise TrainConfigError(f"{flag(name)} is required{why}")
     _check_ranges(cli)
     return cli, None
 
