@@ -65,6 +65,7 @@ class EwmaNormalizer(nn.Module):
         self.register_buffer("debiasing_term", torch.tensor(0.0))
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised values -> the return scale, with the running (debiased) mean and variance."""
         beta = self.debiasing_term.clamp(min=self.epsilon)
         mean = self.running_mean / beta
         var = (self.running_mean_sq / beta - mean ** 2).clamp(min=1e-2)

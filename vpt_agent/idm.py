@@ -138,6 +138,8 @@ class IDMError(VPTError, ValueError):
 
 # ----------------------------------------------------------------------------- network
 class IDMOutput(NamedTuple):
+    """What the IDM network returns for B clips of T frames."""
+
     logp: Dict[str, torch.Tensor]  # "buttons": (B, T, 20, 2), "camera": (B, T, 2, 11); tempered log-probs
     state: List[BlockState]  # per block: attention memory or LSTM (h, c)
 

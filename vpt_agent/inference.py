@@ -46,6 +46,8 @@ class EngineError(VPTError, ValueError):
 
 
 class StepOutput(NamedTuple):
+    """One in-place step of B envs (:class:`StepEngine`): the heads' outputs, the memory kept in the engine."""
+
     logp: Dict[str, torch.Tensor]  # "camera": (B, 121), "buttons": (B, 8641) tempered log-probs, float32
     value: torch.Tensor  # (B,) float32
 

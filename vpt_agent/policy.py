@@ -30,6 +30,8 @@ CPU_ENCODE_CHUNK = 4
 
 
 class PolicyOutput(NamedTuple):
+    """What :meth:`VPTPolicy.forward` returns for B sequences of t frames."""
+
     logp: Dict[str, torch.Tensor]  # "camera": (B, t, 121), "buttons": (B, t, 8641), tempered log-probs
     value: torch.Tensor  # (B, t)
     state: List[BlockState]

@@ -343,13 +343,16 @@ class WindowLoader:
         self._procs: List[Any] = []
 
     def steps_per_epoch_estimate(self) -> int:
+        """Optimizer steps one pass over the data takes (windows of T frames over B lanes), for progress bars."""
         windows = sum(-(-n // self.seq_len) for n in self.lengths)
         return max(1, -(-windows // self.batch))
 
     def state_dict(self) -> Dict[str, Any]:
+        """The loader's position (the next step of its fixed plan) and what the plan depends on, for checkpoints."""
         return {"next_step": self.next_step, "seed": self.seed, "batch": self.batch, "seq_len": self.seq_len}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue at a saved position; ``ValueError`` if the saved plan had another seed, B or T."""
         for k in ("seed", "batch", "seq_len"):
             if state[k] != getattr(self, k):
                 raise ValueError(f"loader state has {k}={state[k]}, this loader {getattr(self, k)}")

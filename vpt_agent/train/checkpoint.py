@@ -52,6 +52,7 @@ def state_from_saved(saved: List[List[torch.Tensor]], device: torch.device, like
 
 
 def save_checkpoint(out: Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``OUT/checkpoint.pt`` atomically (tensors and plain data only: read back with ``weights_only``)."""
     path = Path(out) / CHECKPOINT
     atomic_write(path, lambda tmp: torch.save(dict(payload), tmp))
     return path
@@ -105,6 +106,7 @@ def save_final(out: Path, policy: torch.nn.Module, model_file: Path) -> Dict[str
 
 
 def read_metrics(out: Path) -> List[Dict[str, Any]]:
+    """The rows of ``OUT/metrics.jsonl`` (none if it does not exist yet)."""
     path = Path(out) / METRICS
     if not path.exists():
         return []

@@ -47,6 +47,8 @@ class TrainingDiverged(VPTError, FloatingPointError):
 
 @dataclass
 class TrainResult:
+    """Where a finished run is: OUT, the steps done, the last logged and validation losses, the output files."""
+
     out: Path
     steps: int
     last_loss: Optional[float]
@@ -117,6 +119,7 @@ def read_options(cfg: TrainConfig) -> Any:
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision for ``dtype`` (bf16 autocast on the device; fp32: nothing)."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
