@@ -46,8 +46,8 @@ import numpy as np
 
 from .action_mapping import BUTTONS
 from . import cli
-from .data import DataError, RecordingFiles, env_action_to_json, recording_files
-from .data.jsonl import format_jsonl_line
+from .data import DataError, RecordingFiles, recording_files
+from .data.writer import partial_path, write_actions
 from .data.video import FPS, VideoEncoder, check_file_name, quiet_ffmpeg
 from .atomic import out_dir_problem
 from .errors import VPTError, one_line
@@ -59,7 +59,6 @@ PROG = "python -m vpt_agent.label"
 FPS_TOLERANCE = 0.05
 OFFICIAL_N_FRAMES = 128  # frames per predict_actions call in the official run_inverse_dynamics_model.py
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
-PARTIAL = ".partial"
 
 
 class LabelError(VPTError, ValueError):
@@ -276,8 +275,8 @@ class PendingVideo:
     def __init__(self, job: VideoJob, window: int, stride: int):
         self.job, self.window, self.stride = job, window, stride
         self.files = job.files
-        self.tmp_video = self.files.video.with_name(self.files.video.name + PARTIAL)
-        self.tmp_actions = self.files.actions.with_name(self.files.actions.name + PARTIAL)
+        self.tmp_video = partial_path(self.files.video)
+        self.tmp_actions = partial_path(self.files.actions)
         self.encoder: Optional[VideoEncoder] = None if job.link else VideoEncoder(self.tmp_video, fps=FPS,
                                                                                    quality="standard")
         self.predictions: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
@@ -309,15 +308,7 @@ class PendingVideo:
             self.encoder.close()
         elif not _same_file(self.job.source, self.files.video):
             _link_or_copy(self.job.source, self.tmp_video)
-        previous = None
-        with open(self.tmp_actions, "w", encoding="utf-8") as f:
-            for tick, action in enumerate(idm_to_env(buttons, bins)):
-                record = env_action_to_json(action, previous)
-                record["tick"] = tick
-                f.write(format_jsonl_line(record))
-                previous = record
-            f.flush()
-            os.fsync(f.fileno())
+        write_actions(self.tmp_actions, idm_to_env(buttons, bins))
         if self.tmp_video.exists():
             os.replace(self.tmp_video, self.files.video)
         os.replace(self.tmp_actions, self.files.actions)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -15,6 +15,29 @@ from .recording import PathLike, RecordingFiles, recording_files
 from .video import DEFAULT_QUALITY, FPS, VideoEncoder
 
 PARTIAL_SUFFIX = ".partial"
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary name a recording file has until it is complete: ``NAME.mp4.partial``, ``NAME.jsonl.partial``."""
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def action_record(action: Mapping[str, Any], previous: Optional[Dict[str, Any]], tick: int) -> Dict[str, Any]:
+    """The jsonl record of step ``tick`` (VPT's recorder format: it encodes changes relative to ``previous``)."""
+    record = env_action_to_json(action, previous)
+    record["tick"] = tick
+    return record
+
+
+def write_actions(path: Path, actions: Iterable[Mapping[str, Any]]) -> None:
+    """Write a whole episode's env actions as VPT jsonl records (ticks 0, 1, ...), flushed to disk."""
+    previous = None
+    with open(path, "w", encoding="utf-8") as f:
+        for tick, action in enumerate(actions):
+            previous = action_record(action, previous, tick)
+            f.write(format_jsonl_line(previous))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class RecordingWriter:
@@ -40,8 +63,8 @@ class RecordingWriter:
                 if path.exists():
                     raise DataError(f"{path}: already exists (pass overwrite=True to replace it)")
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        self._video = VideoEncoder(_partial(self.files.video), fps=fps, quality=quality)
-        self._jsonl_path = _partial(self.files.actions)
+        self._video = VideoEncoder(partial_path(self.files.video), fps=fps, quality=quality)
+        self._jsonl_path = partial_path(self.files.actions)
         self._jsonl = open(self._jsonl_path, "w", encoding="utf-8")
         self._previous: Optional[Dict[str, Any]] = None
         self.steps = 0
@@ -58,8 +81,7 @@ class RecordingWriter:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise DataError(f"{self.files.video}: a frame must be RGB uint8 (H, W, 3), got "
                             f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}")
-        record = env_action_to_json(action, self._previous)
-        record["tick"] = self.steps
+        record = action_record(action, self._previous, self.steps)
         if extra:
             clash = sorted(set(extra) & set(record))
             if clash:
@@ -107,7 +129,3 @@ class RecordingWriter:
             self.close()
         else:
             self.discard()
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + PARTIAL_SUFFIX)

@@ -51,7 +51,9 @@ class EpisodeRecorder(RolloutListener):
         self.saved: List[str] = []
         self.dropped: Dict[int, str] = {}  # index -> why its recording was dropped
         if self.directory.is_dir():  # partial files of a killed run (the directory is locked: they are ours)
-            for stale in self.directory.glob("episode_*.partial"):
+            from ..data.writer import PARTIAL_SUFFIX  # OpenCV: not imported by the evaluator's --help
+
+            for stale in self.directory.glob(f"episode_*{PARTIAL_SUFFIX}"):
                 with contextlib.suppress(OSError):
                     stale.unlink()
 
