@@ -56,7 +56,6 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_ZOO_WEIGHTS_BYTES = 4 * GiB
 #: Directory of the bundled models' files (package data, see setup.cfg).
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-CHUNK_SIZE = 1 << 20
 
 
 class ZooError(VPTError):
@@ -369,7 +368,7 @@ def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK_SIZE), b""):
+        for block in iter(lambda: f.read(download.CHUNK_SIZE), b""):
             digest.update(block)
     return digest.hexdigest()
 

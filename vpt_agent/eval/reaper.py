@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, Iterable, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -31,29 +31,28 @@ GRACE_S = 2.0
 ProcessKey = Tuple[int, int]  # (pid, start time in clock ticks since boot)
 
 
-def _start_time(pid: int) -> Optional[int]:
-    """Start time of ``pid`` (field 22 of /proc/PID/stat), or ``None`` if it is gone."""
+def _stat(pid: int) -> Optional[List[bytes]]:
+    """The fields of /proc/PID/stat after the process name (field 3, the state, first), or ``None`` if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
     except OSError:
         return None
-    fields = stat[stat.rindex(b")") + 2:].split()  # the name may contain spaces and parentheses
-    return int(fields[19])
+    return stat[stat.rindex(b")") + 2:].split()  # the name may contain spaces and parentheses
+
+
+def _start_time(pid: int) -> Optional[int]:
+    """Start time of ``pid`` (field 22 of /proc/PID/stat), or ``None`` if it is gone."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def _children_map() -> Dict[int, Set[int]]:
     children: Dict[int, Set[int]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        children.setdefault(ppid, set()).add(int(name))
+        fields = _stat(int(name)) if name.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), set()).add(int(name))  # field 4: the parent's pid
     return children
 
 
@@ -78,15 +77,8 @@ def tree(roots: Iterable[int]) -> Set[ProcessKey]:
 
 def alive(key: ProcessKey) -> bool:
     """Whether that very process (same pid and start time) still exists (and is not a zombie)."""
-    pid, started = key
-    if _start_time(pid) != started:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
+    fields = _stat(key[0])
+    return fields is not None and int(fields[19]) == key[1] and fields[0] != b"Z"
 
 
 def terminate(keys: Iterable[ProcessKey], grace_s: float = GRACE_S) -> None:
