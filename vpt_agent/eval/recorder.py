@@ -105,7 +105,7 @@ class EpisodeRecorder(RolloutListener):
 
     @staticmethod
     def _frame(obs: Transition) -> np.ndarray:
-        return np.asarray(obs.frame if obs.full_frame is None else obs.full_frame)
+        return np.asarray(obs.pov)
 
     def _drop(self, task: EpisodeTask, err: Exception, writer: Any = None) -> None:
         writer = writer or self._writers.pop(task.index, None)

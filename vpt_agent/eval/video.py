@@ -86,7 +86,7 @@ class VideoRecorder(RolloutListener):
         if writer is None:
             return
         try:
-            writer.append_data(np.asarray(obs.frame if obs.full_frame is None else obs.full_frame))
+            writer.append_data(np.asarray(obs.pov))
         except Exception as err:
             self._drop(task.index, err)
 

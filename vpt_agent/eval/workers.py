@@ -81,7 +81,13 @@ class Transition:
 
     @property
     def done(self) -> bool:
+        """Whether the episode ended with this transition."""
         return self.terminated or self.truncated
+
+    @property
+    def pov(self) -> np.ndarray:
+        """The frame at the env's resolution when it was asked for, else the (resized) frame the policy saw."""
+        return self.frame if self.full_frame is None else self.full_frame
 
 
 class EnvWorker(Protocol):
