@@ -111,6 +111,7 @@ def test_unsupported_settings_stay_not_implemented():
     {"init_norm_kwargs": {"layer_norm": True, "group_norm_groups": 1}, "first_conv_norm": True},
     {"init_norm_kwargs": {"layer_norm": True}, "impala_chans": []},
     {"impala_chans": []},
+    {"impala_chans": [], "first_conv_norm": True, "init_norm_kwargs": {"group_norm_groups": 2}},  # no conv to norm
     {"init_norm_kwargs": {"group_norm_groups": 2}, "first_conv_norm": False},
     {"impala_kwargs": {}},
     {"impala_kwargs": {"pool": False, "post_pool_groups": 1}, "img_shape": [8, 8, 3]},

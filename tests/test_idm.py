@@ -142,6 +142,12 @@ def test_config_rules_of_the_official_constructor():
         IDMConfig.from_kwargs(dict(TINY_NET, attention_mask_style="clipped_causal"))
     no_conv = IDMConfig.from_kwargs(dict(TINY_NET, conv3d_params=None, img_shape=[16, 16, 3]))
     assert not no_conv.first_conv_norm  # a plain InverseActionNet: valid, as in the official code
+    # The first normalised convolution reads the 3D conv's 4 channels, not the frames' 3: 2 groups divide them.
+    two_groups = InverseActionPolicy(IDMConfig.from_kwargs(dict(TINY_NET, init_norm_kwargs={"group_norm_groups": 2})))
+    frames = torch.zeros(1, 4, 16, 16, 3, dtype=torch.uint8)
+    assert two_groups(frames, two_groups.initial_state(1)).logp["buttons"].shape == (1, 4, 20, 2)
+    with pytest.raises(ValueError, match=r"group_norm_groups=3 does not divide the channel counts \[.*4\]"):
+        IDMConfig.from_kwargs(dict(TINY_NET, init_norm_kwargs={"group_norm_groups": 3}))
 
 
 def test_model_file_is_loaded_safely(tmp_path):

@@ -219,6 +219,10 @@ class PolicyConfig:
             raise ConfigError(f"attention_memory_size - timesteps must be > 0 (>= 0 with attention_mask_style "
                               f"'none'), got {self.maxlen}")
 
+    def _cnn_in_channels(self) -> int:
+        """Channels of the image encoder's input: the frame's (an IDM's 3D convolution changes them)."""
+        return self.img_shape[2]
+
     def _validate_cnn(self) -> None:
         if not isinstance(self.img_shape, tuple) or len(self.img_shape) != 3:
             raise ConfigError(f"img_shape must be (height, width, 3), got {_short(self.img_shape)}")
@@ -260,7 +264,9 @@ class PolicyConfig:
                                          "convolutions would normalise the image width)")
         if groups is not None:
             _check_int("init_norm_kwargs.group_norm_groups", groups, 1, MAX_CHANNELS)
-            normed_inputs = list(self.chans) + ([self.img_shape[2]] if self.first_conv_norm else [])
+            # The first convolution's input is normalised too with first_conv_norm (no convolutions: nothing is).
+            normed_inputs = list(self.chans) + ([self._cnn_in_channels()] if self.first_conv_norm and self.chans
+                                                else [])
             if any(c % groups for c in normed_inputs):
                 raise ConfigError(f"init_norm_kwargs.group_norm_groups={groups} does not divide the channel counts "
                                   f"{normed_inputs}")

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ConfigError, PolicyConfig, UnsupportedConfigError
+from .config import MAX_CHANNELS, ConfigError, PolicyConfig, UnsupportedConfigError, _check_int
 from .errors import VPTError
 from .frames import preprocess_pov
 from .heads import CategoricalHead
@@ -90,22 +90,30 @@ class IDMConfig(PolicyConfig):
         p = self.conv3d_params
         return int(p["inchan"]), int(p["outchan"]), _triple(p["kernel_size"])
 
+    def _cnn_in_channels(self) -> int:
+        """The 3D convolution's output channels, which the image encoder reads (3 without one)."""
+        return self.conv3d[1] if self.conv3d_params is not None else 3
+
     def validate(self) -> None:
-        # The policy's checks, on a copy without the IDM-specific differences: the CNN input has the conv's
-        # channel count, and single_output is harmless (the official InverseActionNet ignores it).
+        if self.conv3d_params is not None:  # its shape first: the policy's checks below read outchan
+            if not isinstance(self.conv3d_params, Mapping):
+                raise ConfigError(f"conv3d_params must be a dict, got {type(self.conv3d_params).__name__}")
+            missing = {"inchan", "outchan", "kernel_size"} - set(self.conv3d_params)
+            if missing:
+                raise ConfigError(f"conv3d_params lacks {sorted(missing)}")
+            unknown = set(self.conv3d_params) - {"inchan", "outchan", "kernel_size", "padding"}
+            if unknown:
+                raise UnsupportedConfigError(f"unsupported conv3d_params: {sorted(map(str, unknown))}")
+            for key in ("inchan", "outchan"):
+                _check_int(f"conv3d_params.{key}", self.conv3d_params[key], 1, MAX_CHANNELS)
+        # The policy's checks, on a copy without the IDM-specific differences: the frames are RGB (the CNN input
+        # has the 3D conv's channel count, see _cnn_in_channels), and single_output is harmless (the official
+        # InverseActionNet ignores it).
         PolicyConfig.validate(dataclasses.replace(self, img_shape=(*self.img_shape[:2], 3), single_output=False))
         if self.conv3d_params is None:
             if self.img_shape[2] != 3:
                 raise ConfigError(f"img_shape must be (height, width, 3) without conv3d_params, got {self.img_shape}")
             return
-        if not isinstance(self.conv3d_params, Mapping):
-            raise ConfigError(f"conv3d_params must be a dict, got {type(self.conv3d_params).__name__}")
-        missing = {"inchan", "outchan", "kernel_size"} - set(self.conv3d_params)
-        if missing:
-            raise ConfigError(f"conv3d_params lacks {sorted(missing)}")
-        unknown = set(self.conv3d_params) - {"inchan", "outchan", "kernel_size", "padding"}
-        if unknown:
-            raise UnsupportedConfigError(f"unsupported conv3d_params: {sorted(map(str, unknown))}")
         if self.init_norm_kwargs.get("layer_norm"):
             # Officially the 3D conv keeps layer_norm: a LayerNorm(3) over the frames' width axis.
             raise UnsupportedConfigError("init_norm_kwargs.layer_norm=True is not supported with conv3d_params")
