@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vpt_agent.action_mapping import policy_to_env  # noqa: E402
 from vpt_agent.agent import resolve_device  # noqa: E402
 from vpt_agent.attention import LayerMemory  # noqa: E402
-from vpt_agent.train.checkpoint import atomic_write  # noqa: E402
+from vpt_agent.train.checkpoint import atomic_write, save_torch  # noqa: E402
 from vpt_agent.config import PolicyConfig  # noqa: E402
 from vpt_agent.policy import VPTPolicy  # noqa: E402
 from vpt_agent.train.loss import bc_loss  # noqa: E402
@@ -455,7 +455,7 @@ def model_dict(opts: Options) -> Dict[str, Any]:
 
 def save_model(out: Path, opts: Options, policy: VPTPolicy) -> None:
     sd = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in policy.state_dict().items()}
-    atomic_write(out / f"{NAME}.weights", lambda p: torch.save(sd, p))
+    atomic_write(out / f"{NAME}.weights", lambda p: save_torch(sd, p))
     atomic_write(out / f"{NAME}.model", lambda p: Path(p).write_bytes(pickle.dumps(model_dict(opts))))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +116,18 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, tiny_model):
     a = torch.load(tmp_path / "full" / "final.weights", weights_only=True)
     b = torch.load(tmp_path / "cut" / "final.weights", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)  # bit-exact on CPU
+    for name in ("final.weights", "final.safetensors"):  # and so are the files, byte for byte
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes()
     rows = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 11))
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_its_metrics(tmp_path, tiny_model):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')  # the killed run's only row
+    train(_config(tiny_model, tmp_path / "o", steps=3, resume=True), MemorySource([episode(0, 12)]))
+    rows = [json.loads(x) for x in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[0]["loss"] != 9.0
 
 
 def test_resume_refuses_changed_options(tmp_path, tiny_model):
@@ -213,6 +224,19 @@ def test_resume_checks_the_merged_options(tmp_path, tiny_model, flag):
 
 
 # ----------------------------------------------------------------------------- memory semantics
+def test_a_decoding_worker_exits_by_itself_when_no_one_reads_its_queue():
+    """Stopped with its queue and the pipe behind it full (as when the training process is killed), a worker must
+    not wait at exit for its queue's feeder thread, which would block on the pipe for ever."""
+    loader = WindowLoader(MemorySource([episode(i, 200, size=64) for i in range(2)]), 2, 32, epochs=1, workers=1)
+    batches = iter(loader)
+    next(batches)
+    worker = loader._procs[0]
+    time.sleep(1.5)  # it fills its queue (2 steps of 2 x 32 frames) and the pipe (64 KiB) behind it
+    start = time.monotonic()
+    batches.close()  # sets the stop event, joins with a 2 s timeout, then terminates
+    assert worker.exitcode == 0 and time.monotonic() - start < 1.9
+
+
 def test_training_after_an_inference_mode_forward(tiny_model):
     """The attention's cached index tensors must not be inference tensors (autograd refuses to save those)."""
     policy = build_policy(str(tiny_model), "random", 0)

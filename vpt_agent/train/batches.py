@@ -311,6 +311,11 @@ def _worker_main(source: EpisodeSource, targets: Sequence[EpisodeTargets], lanes
         out.put(("end",))
     except Exception as e:  # forwarded to the training process, which raises it
         out.put(("error", type(e).__name__, str(e), isinstance(e, VPTError)))
+    finally:
+        if not wanted():
+            # Nobody reads the queue any more: exit without waiting for its feeder thread to flush into a pipe
+            # that may be full (it would block forever, and the process with it).
+            out.cancel_join_thread()
 
 
 class WindowLoader:

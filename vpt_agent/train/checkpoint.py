@@ -17,6 +17,13 @@ from ..policy import BlockState
 from .config import CHECKPOINT, FINAL_MODEL, FINAL_SAFETENSORS, FINAL_WEIGHTS, METRICS, PLOT  # noqa: F401
 
 
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` through an open file: the zip's inner folder is then always ``archive`` (given a path, torch
+    names it after the file, here a random temporary name), so identical tensors give identical file bytes."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``; the file then replaces ``path`` whole (:func:`vpt_agent.atomic.atomic_path`)."""
     with atomic_path(path) as tmp:
@@ -54,7 +61,7 @@ def state_from_saved(saved: List[List[torch.Tensor]], device: torch.device, like
 def save_checkpoint(out: Path, payload: Mapping[str, Any]) -> Path:
     """Write ``OUT/checkpoint.pt`` atomically (tensors and plain data only: read back with ``weights_only``)."""
     path = Path(out) / CHECKPOINT
-    atomic_write(path, lambda tmp: torch.save(dict(payload), tmp))
+    atomic_write(path, lambda tmp: save_torch(dict(payload), tmp))
     return path
 
 
@@ -82,7 +89,7 @@ def save_snapshot(out: Path, policy: torch.nn.Module, step: int) -> Path:
     path = snapshot_path(out, step)
     path.parent.mkdir(exist_ok=True)
     sd = official_state_dict(policy)
-    atomic_write(path, lambda tmp: torch.save(sd, tmp))
+    atomic_write(path, lambda tmp: save_torch(sd, tmp))
     return path
 
 
@@ -101,7 +108,7 @@ def save_final(out: Path, policy: torch.nn.Module, model_file: Path) -> Dict[str
     paths = output_paths(out)
     atomic_write(paths["model"], lambda tmp: shutil.copyfile(model_file, tmp))
     atomic_write(paths["safetensors"], lambda tmp: save_file(sd, tmp))
-    atomic_write(paths["weights"], lambda tmp: torch.save(sd, tmp))  # last: its presence means "done"
+    atomic_write(paths["weights"], lambda tmp: save_torch(sd, tmp))  # last: its presence means "done"
     return {k: paths[k] for k in ("model", "safetensors", "weights")}
 
 

@@ -340,9 +340,9 @@ def _train(cfg: TrainConfig, saved: Optional[Dict[str, Any]], out: Path, device:
         step = int(saved["step"])
         meter.loss_sum, meter.frames, meter.steps = saved["meter"]
         last.update(saved.get("last", {}))
-        if group.main:
-            ckpt.truncate_metrics(out, step)
         logger.info("resumed %s at step %d", out, step)
+    if group.main:  # rows of steps to be redone (after the checkpoint, or all of a run killed before its first)
+        ckpt.truncate_metrics(out, step)
     group.broadcast_parameters(policy)
 
     total = cfg.steps or loader.steps_per_epoch_estimate() * epochs
