@@ -73,6 +73,7 @@ def test_temperature_from_a_model_file(tmp_path):
     ("img_shape", None, "img_shape .* is required"),
     ("impala_kwargs", {"nblock": 1}, r"impala_kwargs may not set \['nblock'\]"),
     ("impala_kwargs", {"pool": 0}, "impala_kwargs.pool must be true or false"),
+    ("init_norm_kwargs", {"use_activation": 0}, "init_norm_kwargs.use_activation must be true or false"),
     ("single_output", 1, "single_output must be true or false"),
     ("attention_memory_size", 10 ** 9, r"attention_memory_size must be in \[1"),
     ("pointwise_ratio", 0, r"pointwise_ratio must be in \[1"),
@@ -160,7 +161,6 @@ def test_lstm_recurrences_are_accepted_without_attention_settings(kind):
     ({"recurrence_type": "multi_masked_lstm"}, "recurrence_type='multi_masked_lstm'"),
     ({"recurrence_type": "none"}, "recurrence_type='none'"),
     ({"single_output": True}, "single_output=True"),
-    ({"init_norm_kwargs": {"group_norm_groups": 1, "use_activation": False}}, "init_norm_kwargs.use_activation=False"),
     ({"init_norm_kwargs": {"batch_norm": True}}, "init_norm_kwargs.batch_norm=True"),
     # Official convolutions without a GroupNorm would get a LayerNorm over the image width.
     ({"init_norm_kwargs": {"layer_norm": True}}, "init_norm_kwargs.layer_norm=True"),

@@ -41,7 +41,7 @@ IMPALA_KWARGS_TAKEN = ("cnn_outsize", "output_size", "inshape", "chans", "outsiz
 LSTM_RECURRENCES = ("multi_layer_lstm", "multi_layer_bilstm")
 RECURRENCES = ("transformer",) + LSTM_RECURRENCES
 #: ``init_norm_kwargs`` keys: the norms (``layer_norm``, ``batch_norm_kwargs`` are checked separately).
-INIT_NORM_KWARGS = ("batch_norm", "batch_norm_kwargs", "group_norm_groups", "layer_norm")
+INIT_NORM_KWARGS = ("batch_norm", "batch_norm_kwargs", "group_norm_groups", "layer_norm", "use_activation")
 
 
 class ConfigError(VPTError, ValueError):
@@ -219,6 +219,12 @@ class PolicyConfig:
             raise ConfigError(f"attention_memory_size - timesteps must be > 0 (>= 0 with attention_mask_style "
                               f"'none'), got {self.maxlen}")
 
+    @property
+    def layer_relu(self) -> bool:
+        """Whether the convolutions and dense layers end in a ReLU (``init_norm_kwargs.use_activation``, on unless
+        set false; the official code passes it to every conv and dense ``FanInInitReLULayer``)."""
+        return self.init_norm_kwargs.get("use_activation", True)
+
     def _cnn_in_channels(self) -> int:
         """Channels of the image encoder's input: the frame's (an IDM's 3D convolution changes them)."""
         return self.img_shape[2]
@@ -244,17 +250,15 @@ class PolicyConfig:
         norm = self.init_norm_kwargs
         if not isinstance(norm, Mapping):
             raise ConfigError(f"init_norm_kwargs must be a dict, got {_short(norm)}")
-        if "use_activation" in norm:  # the official layers take it (ReLU on/off for every conv and dense layer)
-            raise UnsupportedConfigError(f"init_norm_kwargs.use_activation={_short(norm['use_activation'])} "
-                                         "is not supported")
         unknown = set(norm) - set(INIT_NORM_KWARGS)
         if unknown:
             raise ConfigError(f"init_norm_kwargs has unknown keys {sorted(map(str, unknown))}")
         if norm.get("batch_norm"):
             raise UnsupportedConfigError("init_norm_kwargs.batch_norm=True (BatchNorm2d convolution layers) is "
                                          "not supported")
-        if not isinstance(norm.get("layer_norm", False), bool):
-            raise ConfigError(f"init_norm_kwargs.layer_norm must be true or false, got {_short(norm['layer_norm'])}")
+        for key in ("layer_norm", "use_activation"):
+            if not isinstance(norm.get(key, False), bool):
+                raise ConfigError(f"init_norm_kwargs.{key} must be true or false, got {_short(norm[key])}")
         groups = norm.get("group_norm_groups")
         if norm.get("layer_norm") and self.chans and (groups is None or not self.first_conv_norm):
             # Officially a convolution without a GroupNorm then gets nn.LayerNorm(in_channels) over the image's

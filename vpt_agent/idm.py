@@ -186,7 +186,7 @@ class InverseActionNet(MinecraftPolicy):
             # Time is zero-padded by hand (so chunks of frames can be convolved apart); space is padded by the conv.
             self.time_pad = (kernel[0] - 1) // 2
             conv = nn.Conv3d(inchan, outchan, kernel, padding=(0, (kernel[1] - 1) // 2, (kernel[2] - 1) // 2))
-            self.conv3d_layer = NormedLayer(conv, norm=None, activation=True)  # the input is raw pixels: no norm
+            self.conv3d_layer = NormedLayer(conv, norm=None, activation=cfg.layer_relu)  # raw pixels in: no norm
 
     def forward(self, frames: torch.Tensor, state: List[BlockState], first: Optional[torch.Tensor] = None,
                 frame_batch: Optional[int] = None) -> Tuple[torch.Tensor, List[BlockState]]:

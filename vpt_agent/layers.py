@@ -190,9 +190,10 @@ class NormedLayer(nn.Module):
         return cls(nn.Linear(n_in, n_out, bias=norm is None), norm, activation, init_scale)
 
     @classmethod
-    def conv3x3(cls, c_in: int, c_out: int, norm_groups: Optional[int], init_scale: float = 1.0) -> "NormedLayer":
+    def conv3x3(cls, c_in: int, c_out: int, norm_groups: Optional[int], init_scale: float = 1.0,
+                activation: bool = True) -> "NormedLayer":
         norm = GroupNorm(norm_groups, c_in) if norm_groups is not None else None
-        return cls(Conv2d(c_in, c_out, 3, padding=1, bias=norm is None), norm, True, init_scale)
+        return cls(Conv2d(c_in, c_out, 3, padding=1, bias=norm is None), norm, activation, init_scale)
 
     def forward(self, x: torch.Tensor, relu: bool = True) -> torch.Tensor:
         """``relu=False`` leaves the layer's ReLU out, for a caller that applies it later."""

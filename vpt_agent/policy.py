@@ -48,8 +48,9 @@ class ImageEncoder(nn.Module):
         # Other impala_kwargs are ignored, as by the official code (PolicyConfig.validate refuses harmful ones).
         extra = {k: v for k, v in cfg.impala_kwargs.items() if k in IMPALA_KWARGS}
         self.cnn = ImpalaCNN(cfg.img_shape, cfg.chans, 256, n_blocks=2, norm_groups=norm_groups,
-                             dense_layer_norm=dense_ln, first_conv_norm=cfg.first_conv_norm, **extra)
-        self.linear = NormedLayer.linear(256, cfg.hidsize, layer_norm=dense_ln)
+                             dense_layer_norm=dense_ln, first_conv_norm=cfg.first_conv_norm, relu=cfg.layer_relu,
+                             **extra)
+        self.linear = NormedLayer.linear(256, cfg.hidsize, layer_norm=dense_ln, activation=cfg.layer_relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.cnn(x))
@@ -66,7 +67,7 @@ class MinecraftPolicy(nn.Module):
         self.pre_lstm_ln = nn.LayerNorm(cfg.hidsize) if cfg.use_pre_lstm_ln else None
         self.recurrent_layer = LSTMStack(cfg) if cfg.is_lstm else TransformerStack(cfg)
         dense_ln = self.img_process.linear.norm is not None
-        self.lastlayer = NormedLayer.linear(cfg.hidsize, cfg.hidsize, layer_norm=dense_ln)
+        self.lastlayer = NormedLayer.linear(cfg.hidsize, cfg.hidsize, layer_norm=dense_ln, activation=cfg.layer_relu)
         self.final_ln = nn.LayerNorm(cfg.hidsize)
 
     def forward(self, frames: torch.Tensor, first: torch.Tensor, state: List[BlockState]

@@ -111,6 +111,11 @@ CONFIGS: Dict[str, Dict[str, Any]] = {
                  pointwise_use_activation=True, pointwise_ratio=2, img_shape=[32, 32, 3], impala_chans=[8, 16]),
         temperature=1.5, seed=33, chunk_lens=[3, 8, 1, 5], first=[[1, 0, 0, 1], [1, 0, 1, 0]],
         full_rows=[0, 12, 17 + 11]),
+    # init_norm_kwargs.use_activation=False: no ReLU after any convolution or dense layer (added after a-l).
+    "m_no_layer_activation": dict(
+        net=dict(BASE, init_norm_kwargs={"batch_norm": False, "group_norm_groups": 1, "use_activation": False},
+                 n_recurrence_layers=2, img_shape=[32, 32, 3], impala_chans=[8, 16]),
+        temperature=1.0, seed=34, steps=20, reset_at=[8], full_rows=[0, 8, 19]),
 }
 
 
