@@ -183,6 +183,21 @@ def test_writer_refuses_bad_input(tmp_path):
         RecordingWriter(tmp_path, "ep")
     with pytest.raises(DataError, match="plain file name"):
         RecordingWriter(tmp_path, "../ep")
+    for fps in (-5, 0, "20"):
+        with pytest.raises(DataError, match="fps must be a number"):
+            RecordingWriter(tmp_path, "fps", fps=fps)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ep.jsonl", "ep.mp4"]
+
+
+def test_a_step_refused_for_its_extra_fields_leaves_the_pair_in_step(tmp_path):
+    with RecordingWriter(tmp_path, "ep") as writer:
+        writer.write(tiny_frame(), {"forward": 1})
+        for extra in ({"reward": np.float32(1)}, {"reward": float("nan")}):  # not JSON / not strict JSON
+            with pytest.raises(DataError, match="cannot be written as JSON"):
+                writer.write(tiny_frame(), {"forward": 1}, extra=extra)
+        writer.write(tiny_frame(), {"forward": 1}, extra={"reward": 1.0})
+    loaded = load_actions(recording_files(tmp_path, "ep"))
+    assert loaded.num_frames == loaded.num_lines == 2
 
 
 # ----------------------------------------------------------------------------- bad recordings

@@ -38,6 +38,6 @@ def read_jsonl(path: Path) -> List[dict]:
 
 
 def format_jsonl_line(record: Any) -> str:
-    """One record as a compact JSON line (with its newline)."""
-    return json.dumps(record, separators=(",", ":")) + "\n"
+    """One record as a compact JSON line (with its newline). Strict JSON: NaN/Infinity raise ``ValueError``."""
+    return json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
 

@@ -114,7 +114,9 @@ class VideoEncoder:
 
     def __init__(self, path: Path, fps: int = FPS, quality: str = DEFAULT_QUALITY):
         if quality not in VIDEO_QUALITIES:
-            raise ValueError(f"video quality must be one of {sorted(VIDEO_QUALITIES)}, got {quality!r}")
+            raise DataError(f"video quality must be one of {sorted(VIDEO_QUALITIES)}, got {quality!r}")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000:
+            raise DataError(f"fps must be a number in (0, 1000], got {fps!r}")
         self.path = Path(path)
         self.fps = fps
         self.quality = quality

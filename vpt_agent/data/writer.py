@@ -87,8 +87,13 @@ class RecordingWriter:
             if clash:
                 raise DataError(f"extra fields {clash} would replace the action record's own fields")
             record.update(extra)
+        try:  # before the frame goes to the video: a refused step must leave the pair in step
+            line = format_jsonl_line(record)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{self.files.actions}: step {self.steps} cannot be written as JSON ({err}); extra "
+                            "values must be plain finite numbers, strings, lists or dicts") from None
         self._video.write(frame)
-        self._jsonl.write(format_jsonl_line(record))
+        self._jsonl.write(line)
         self._previous = record
         self.steps += 1
 
@@ -104,10 +109,10 @@ class RecordingWriter:
             self._jsonl.flush()
             os.fsync(self._jsonl.fileno())
             self._jsonl.close()
+            os.replace(self._video.path, self.files.video)
         except BaseException:
             self.discard()
             raise
-        os.replace(self._video.path, self.files.video)
         os.replace(self._jsonl_path, self.files.actions)  # last: the pair is complete from here on
         self.closed = True
         return self.files
