@@ -153,6 +153,16 @@ def test_device_and_dtype_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             VPTAgent.from_config(SMALL_MODEL, device="cuda")
+    agent = VPTAgent.from_files(SMALL_MODEL, SMALL_WEIGHTS, device="cpu")
+    before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+    for device in ("meta", "mps"):  # refused before the policy is moved anywhere
+        with pytest.raises(ValueError, match=f"device '{device}' is not supported"):
+            VPTAgent(agent.policy, device=device)
+    assert all(torch.equal(before[k], v) for k, v in agent.policy.state_dict().items())
+    for seed in (1.7, -1, "abc", 2**64, True):
+        with pytest.raises(ValueError, match="seed must be None or an integer"):
+            VPTAgent.from_config(SMALL_MODEL, device="cpu", seed=seed)
+    agent.seed(np.int64(3))  # numpy integers are integers
 
 
 def test_submit_is_get_actions_in_two_steps():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -37,6 +38,8 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise AgentError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from e
+    if dev.type not in ("cpu", "cuda"):  # checked before anything is moved there (e.g. a policy to "meta")
+        raise AgentError(f"device {device!r} is not supported; use 'auto', 'cpu' or 'cuda'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AgentError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
     return dev
@@ -165,7 +168,7 @@ class VPTAgent:
                     cuda_graph: Optional[bool] = None, compile: bool = False) -> "VPTAgent":
         """Build with *randomly initialised* weights (smoke tests, benchmarks). ``seed`` also seeds the init."""
         cfg = model_path if isinstance(model_path, PolicyConfig) else load_model_config(model_path)
-        with _fork_rng(seed):
+        with _fork_rng(None if seed is None else _checked_seed(seed)):
             policy = VPTPolicy(cfg)
         return cls(policy, device=device, dtype=dtype, seed=seed, cuda_graph=cuda_graph, compile=compile)
 
@@ -210,11 +213,11 @@ class VPTAgent:
         return other
 
     def seed(self, seed: Optional[int]) -> None:
-        """Seed stochastic action sampling (``None``: nondeterministic)."""
+        """Seed stochastic action sampling (``None``: nondeterministic; else an integer in 0..2**64-1)."""
         if seed is None:
             self.generator.seed()
         else:
-            self.generator.manual_seed(int(seed))
+            self.generator.manual_seed(_checked_seed(seed))
 
     # ------------------------------------------------------------------ acting
     def reset(self) -> None:
@@ -350,6 +353,17 @@ def _cpu_has_fast_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def _checked_seed(seed: Any) -> int:
+    """``seed`` as a Python int if it is an integer (numpy ones too, not bools) in 0..2**64-1; else AgentError."""
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        value = None
+    if value is None or isinstance(seed, bool) or not 0 <= value < 2**64:
+        raise AgentError(f"seed must be None or an integer in 0..2**64-1, got {seed!r}")
+    return value
 
 
 @contextlib.contextmanager
