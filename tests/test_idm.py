@@ -104,12 +104,17 @@ def test_frame_batch_does_not_change_results(idm_files):
 
 
 def test_bad_frames_are_a_clear_error(idm):
-    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+    with pytest.raises(IDMError, match=r"\(N, H, W, 3\)"):
         idm.predict(np.zeros((4, 16, 16), np.uint8))
-    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+    with pytest.raises(IDMError, match=r"\(N, H, W, 3\)"):
         idm.predict(np.zeros((0, 16, 16, 3), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(IDMError, match="uint8"):
         idm.predict(np.zeros((2, 16, 16, 3), np.float32))
+    with pytest.raises(IDMError, match="frames must be RGB uint8, got dtype float32"):
+        idm.predict(np.full((3, 16, 16, 3), 7.0, np.float32))
+    for frame_batch in (0, -1, 2.5, "x", True):
+        with pytest.raises(IDMError, match="frame_batch must be None or an integer >= 1"):
+            VPTIDM(idm.policy, device="cpu", frame_batch=frame_batch)
 
 
 def test_from_pretrained_uses_the_zoo(idm_files, monkeypatch):

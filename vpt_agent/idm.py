@@ -279,6 +279,9 @@ class VPTIDM:
                  frame_batch: Optional[int] = None):
         from .agent import resolve_device  # the agent's device rules ("auto" -> cuda if available)
 
+        if frame_batch is not None and (isinstance(frame_batch, bool) or not isinstance(frame_batch, int)
+                                        or frame_batch < 1):
+            raise IDMError(f"frame_batch must be None or an integer >= 1, got {frame_batch!r}")
         self.device = resolve_device(device)
         self.policy = policy.to(self.device).eval()
         self.config: IDMConfig = policy.cfg
@@ -362,7 +365,10 @@ class VPTIDM:
         """Validate ``(N, H, W, 3)`` uint8 RGB frames and resize them (cv2 INTER_LINEAR, as the official IDM)."""
         if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
             shape = getattr(frames, "shape", None)
-            raise ValueError(f"frames must be a numpy array of shape (N, H, W, 3) with N >= 1, got {shape}")
+            raise IDMError(f"frames must be a numpy array of shape (N, H, W, 3) with N >= 1, got "
+                           f"{type(frames).__name__} {shape}")
+        if frames.dtype != np.uint8:
+            raise IDMError(f"frames must be RGB uint8, got dtype {frames.dtype}")
         size = self.config.img_shape[:2]
         return np.stack([preprocess_pov({"pov": f}, size) for f in frames])
 
