@@ -57,6 +57,16 @@ def test_python_api_checks_the_same_metadata(changes, message):
 def test_unknown_setting_is_named():
     with pytest.raises(EvalError, match="num_env"):
         config_from_mapping({"num_env": 2})
+    with pytest.raises(EvalError, match="expected a config of type EvalConfig or a dict"):
+        config_from_mapping(None)
+
+
+def test_paths_may_be_pathlib_paths():
+    from pathlib import Path
+
+    config = config_from_mapping({"model": Path("a/b.model"), "out": Path("runs/x"), "episodes": 2})
+    assert config.model == "a/b.model" and config.out == "runs/x" and config.episodes == 2
+    assert config_from_mapping(EvalConfig(weights=Path("w.weights"))).weights == "w.weights"
 
 
 def test_help_imports_neither_torch_nor_opencv():

@@ -122,6 +122,15 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, tiny_model):
     assert [r["step"] for r in rows] == list(range(1, 11))
 
 
+def test_a_dict_with_pathlib_paths_is_a_config(tmp_path, tiny_model):
+    result = train(dict(model=tiny_model, weights="random", out=tmp_path / "o", steps=1, seq_len=4, batch=2,
+                        workers=0, no_progress=True, threads=1), MemorySource([episode(0, 12)]))
+    assert result.steps == 1 and (tmp_path / "o" / "final.weights").exists()
+    assert torch.load(tmp_path / "o" / "checkpoint.pt", weights_only=True)["config"]["out"] == str(tmp_path / "o")
+    with pytest.raises(TrainDataError, match="unknown setting"):
+        train({"bogus": 1})
+
+
 def test_a_run_killed_before_its_first_checkpoint_restarts_its_metrics(tmp_path, tiny_model):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')  # the killed run's only row

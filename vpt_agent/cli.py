@@ -19,8 +19,9 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import typing
-from typing import Any, Callable, Dict, Optional, Sequence, Type, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Type, TypeVar
 
 T = TypeVar("T")
 
@@ -170,6 +171,23 @@ def check_fields(config: Any, error: Callable[[str], Exception]) -> None:
             raise error(f"{flag(f.name)} must be > {meta['exclusive_minimum']}, got {value}")
         if meta.get("maximum") is not None and value > meta["maximum"]:
             raise error(f"{flag(f.name)} must be <= {meta['maximum']:,}, got {value}")
+
+
+def as_config(config_cls: Type[T], value: Any, error: Callable[[str], Exception]) -> T:
+    """``value`` as a ``config_cls`` (for the Python API): an instance, or a dict of its fields (an unknown key is
+    ``error`` naming it). Path-like values of string fields become strings, so a config holds plain data."""
+    if isinstance(value, Mapping):
+        unknown = sorted(map(str, set(value) - {f.name for f in dataclasses.fields(config_cls)}))
+        if unknown:
+            raise error(f"unknown setting(s): {', '.join(unknown)}")
+        value = config_cls(**dict(value))
+    elif not isinstance(value, config_cls):
+        raise error(f"expected a config of type {config_cls.__name__} or a dict of its settings, got "
+                    f"{type(value).__name__}")
+    hints = typing.get_type_hints(config_cls)
+    paths = {f.name: os.fspath(getattr(value, f.name)) for f in dataclasses.fields(value)
+             if base_type(hints[f.name]) is str and isinstance(getattr(value, f.name), os.PathLike)}
+    return dataclasses.replace(value, **paths) if paths else value
 
 
 def parse_config(config_cls: Type[T], argv: Optional[Sequence[str]], prog: str, description: str,

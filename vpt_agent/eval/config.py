@@ -10,10 +10,10 @@ import importlib.util
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..atomic import out_dir_problem
-from ..cli import check_fields
+from ..cli import as_config, check_fields
 from ..errors import VPTError, one_line
 from .workers import EnvSpec, import_env_modules, make_env
 
@@ -247,10 +247,7 @@ def _check_importable(what: str, modules, extra: str) -> None:
                             f"pip install 'vpt-agent[{extra}]'")
 
 
-def config_from_mapping(values: Mapping[str, Any]) -> EvalConfig:
-    """An :class:`EvalConfig` from a dict; an unknown key is an :class:`EvalError` naming it."""
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise EvalError(f"unknown evaluation setting(s): {', '.join(unknown)}")
-    return EvalConfig(**dict(values))
+def config_from_mapping(values: Any) -> EvalConfig:
+    """An :class:`EvalConfig` from a dict (or an EvalConfig); an unknown key is an :class:`EvalError` naming it,
+    path-like values become strings (:func:`vpt_agent.cli.as_config`)."""
+    return as_config(EvalConfig, values, EvalError)

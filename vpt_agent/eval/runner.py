@@ -242,9 +242,7 @@ def evaluate(config: Union[EvalConfig, Mapping[str, Any]]) -> Dict[str, Any]:
     Raises :class:`~vpt_agent.eval.config.EvalError` for bad settings and ``KeyboardInterrupt`` after an
     interrupt (Ctrl-C or SIGTERM), in which case the summary of the finished episodes was written first.
     """
-    if not isinstance(config, EvalConfig):
-        config = config_from_mapping(config)
-    config = validate(config)
+    config = validate(config_from_mapping(config))
     out = Path(config.out) if config.out else default_out_dir()
     config.out = str(out)
     files = fingerprints(config)

@@ -16,14 +16,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..agent import resolve_device, resolve_dtype
 from ..atomic import out_dir_problem
-from ..cli import check_fields, flag
+from ..cli import as_config, check_fields, flag
 from ..errors import VPTError
 from ..loading import load_model_config, load_state_dict, read_state_dict
 from ..policy import BlockState, VPTPolicy
@@ -274,13 +274,14 @@ class _Meter:
         return {"loss": self.loss_sum / max(self.frames, 1), "frames_per_s": self.frames / dt}
 
 
-def train(cli: TrainConfig, source: Optional[EpisodeSource] = None,
+def train(cli: Union[TrainConfig, Mapping[str, Any]], source: Optional[EpisodeSource] = None,
           val_source: Optional[EpisodeSource] = None) -> TrainResult:
-    """Run (or resume) a training run described by ``cli``; returns where the results are.
+    """Run (or resume) a training run described by ``cli`` (a :class:`TrainConfig` or a dict of its fields; paths
+    may be ``pathlib.Path``); returns where the results are.
 
     ``source``/``val_source`` replace ``--data``/``--val-data`` (in-memory episodes in tests).
     """
-    cfg, saved = resolve_config(cli)
+    cfg, saved = resolve_config(as_config(TrainConfig, cli, TrainConfigError))
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
