@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import gymnasium
 
-from .errors import EnvCrashed, EnvValidationError, MineRLNotInstalledError, UnknownProtocolError
+from .errors import (EnvArgumentError, EnvCrashed, EnvStateError, EnvValidationError, MineRLNotInstalledError,
+                     UnknownProtocolError)
 from .minerl import MINERL_ENVS
 
 VOXEL_TREECHOP_ID = "vpt/VoxelTreechop-v0"
@@ -37,5 +38,5 @@ def _register_all() -> None:
 
 _register_all()
 
-__all__ = ["EnvCrashed", "EnvValidationError", "MineRLNotInstalledError", "UnknownProtocolError", "MINERL_ENVS",
-           "VOXEL_TIME_LIMIT", "VOXEL_TREECHOP_ID"]
+__all__ = ["EnvArgumentError", "EnvCrashed", "EnvStateError", "EnvValidationError", "MineRLNotInstalledError",
+           "UnknownProtocolError", "MINERL_ENVS", "VOXEL_TIME_LIMIT", "VOXEL_TREECHOP_ID"]

@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 # The key list lives in vpt_agent.action_mapping (importing it loads numpy only: vpt_agent's __init__ is lazy).
 from vpt_agent.action_mapping import MINERL_ACTION_KEYS
+from .errors import EnvArgumentError
 
 #: All 24 action keys of MineRL 1.0, sorted as gym's Dict sorts them: the 23 buttons plus ``camera``.
 ACTION_KEYS: tuple[str, ...] = tuple(MINERL_ACTION_KEYS)
@@ -61,10 +62,10 @@ def fill_action(action: Mapping[str, Any], strict: bool = False) -> dict[str, An
         strict: if True, unknown keys raise ``ValueError`` (otherwise they are dropped, as MineRL ignores them).
     """
     if not isinstance(action, Mapping):
-        raise ValueError(f"action must be a mapping of MineRL action keys, got {type(action).__name__}")
+        raise EnvArgumentError(f"action must be a mapping of MineRL action keys, got {type(action).__name__}")
     unknown = sorted(set(action) - set(ACTION_KEYS))
     if unknown and strict:
-        raise ValueError(f"unknown action keys {unknown}; expected a subset of {list(ACTION_KEYS)}")
+        raise EnvArgumentError(f"unknown action keys {unknown}; expected a subset of {list(ACTION_KEYS)}")
     filled = noop_action()
     for key in ACTION_KEYS:
         if key not in action:
@@ -73,15 +74,15 @@ def fill_action(action: Mapping[str, Any], strict: bool = False) -> dict[str, An
         if key == "camera":
             camera = np.asarray(value, np.float32).reshape(-1)
             if camera.shape != (2,):
-                raise ValueError(f"camera must hold 2 numbers [pitch, yaw], got shape {np.shape(value)}")
+                raise EnvArgumentError(f"camera must hold 2 numbers [pitch, yaw], got shape {np.shape(value)}")
             if not np.all(np.isfinite(camera)):
-                raise ValueError(f"camera must be finite, got {camera}")
+                raise EnvArgumentError(f"camera must be finite, got {camera}")
             filled["camera"] = camera
         else:
             flat = np.asarray(value).reshape(-1)
             if flat.size != 1:
-                raise ValueError(f"button {key!r} must be a single 0/1 value, got shape {np.shape(value)}")
+                raise EnvArgumentError(f"button {key!r} must be a single 0/1 value, got shape {np.shape(value)}")
             if flat[0] not in (0, 1):  # MineRL's Java side presses on exactly 1 and releases on anything else
-                raise ValueError(f"button {key!r} must be 0 or 1, got {flat[0]!r}")
+                raise EnvArgumentError(f"button {key!r} must be 0 or 1, got {flat[0]!r}")
             filled[key] = int(flat[0] == 1)
     return filled

@@ -84,3 +84,11 @@ class UnknownProtocolError(VPTError, ValueError):
         self.name = name
         self.known = list(known)
         super().__init__(f"unknown protocol {name!r}; known: {', '.join(self.known)}")
+
+
+class EnvArgumentError(VPTError, ValueError):
+    """A bad argument to an env, a wrapper or ``step``: an unknown action key, an out-of-range value, a setting."""
+
+
+class EnvStateError(VPTError, RuntimeError):
+    """An env used out of order: ``step()`` before ``reset()`` or after the episode ended."""

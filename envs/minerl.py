@@ -52,7 +52,7 @@ from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
 from .actions import ACTION_KEYS, BUTTON_KEYS, CAMERA_LIMIT, action_space, fill_action
-from .errors import EnvCrashed, EnvValidationError, MineRLNotInstalledError
+from .errors import EnvArgumentError, EnvCrashed, EnvStateError, EnvValidationError, MineRLNotInstalledError
 from .rewards import VPT_RL_REWARDS, ItemReward, ItemRewardWrapper, TableLike
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def to_gymnasium_space(space: Any, box_dtype: Optional[np.dtype] = None) -> spac
         shape = tuple(getattr(space, "shape", np.shape(space.low)))
         return spaces.Box(np.broadcast_to(np.asarray(space.low, dtype), shape),
                           np.broadcast_to(np.asarray(space.high, dtype), shape), shape=shape, dtype=dtype)
-    raise ValueError(f"cannot convert space {space!r} ({type(space).__name__}) to a gymnasium space")
+    raise EnvArgumentError(f"cannot convert space {space!r} ({type(space).__name__}) to a gymnasium space")
 
 
 #: MineRL's statistics groups: thousands of counters per observation (about 7,000 in HumanSurvival), declared
@@ -416,11 +416,11 @@ class MineRLEnv(gym.Env):
                  recycle_every: Optional[int] = None, validate: bool = True, render_mode: Optional[str] = None,
                  release_timeout: float = 60.0):
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+            raise EnvArgumentError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if recycle_every is not None and recycle_every < 1:
-            raise ValueError(f"recycle_every must be >= 1 or None, got {recycle_every}")
+            raise EnvArgumentError(f"recycle_every must be >= 1 or None, got {recycle_every}")
         if launch_timeout is not None and not launch_timeout > 0:
-            raise ValueError(f"launch_timeout must be > 0 seconds or None, got {launch_timeout}")
+            raise EnvArgumentError(f"launch_timeout must be > 0 seconds or None, got {launch_timeout}")
         self._spec_factory = spec_factory
         self.launch_timeout = launch_timeout
         self.release_timeout = release_timeout
@@ -467,7 +467,7 @@ class MineRLEnv(gym.Env):
         if seed is not None:
             seed = operator.index(seed)  # numpy integers too; MineRL asserts a Python int
             if seed > JAVA_LONG_MAX:  # negative seeds: Gymnasium refuses them below
-                raise ValueError(f"seed must be at most 2**63 - 1 (Minecraft's seed is a Java long; MineRL would "
+                raise EnvArgumentError(f"seed must be at most 2**63 - 1 (Minecraft's seed is a Java long; MineRL would "
                                  f"silently use a random world instead), got {seed}")
         super().reset(seed=seed)
         if self._raw is not None and self.recycle_every and self.episodes_since_launch >= self.recycle_every:
@@ -514,7 +514,7 @@ class MineRLEnv(gym.Env):
 
     def step(self, action: Mapping[str, Any]):
         if self._needs_reset or self._raw is None:
-            raise RuntimeError("call reset() before step() (the episode ended or the env crashed)")
+            raise EnvStateError("call reset() before step() (the episode ended or the env crashed)")
         command = fill_action(action)
         try:
             obs, reward, done, info = self._raw.step(command)
@@ -558,13 +558,13 @@ def _spec_factory(env_id_or_spec: Union[str, Any], spec_kwargs: Optional[Mapping
     """``(MineRL id or None, zero-argument callable returning a fresh EnvSpec)``."""
     if not isinstance(env_id_or_spec, str):
         if not callable(getattr(env_id_or_spec, "make", None)):
-            raise ValueError(f"expected a MineRL env id or an EnvSpec with .make(), got {env_id_or_spec!r}")
+            raise EnvArgumentError(f"expected a MineRL env id or an EnvSpec with .make(), got {env_id_or_spec!r}")
         if spec_kwargs:
-            raise ValueError("spec_kwargs only apply to env ids; configure a spec object when you build it")
+            raise EnvArgumentError("spec_kwargs only apply to env ids; configure a spec object when you build it")
         return getattr(env_id_or_spec, "name", None), lambda: env_id_or_spec
     env_id = env_id_or_spec.split("/", 1)[1] if env_id_or_spec.startswith("vpt/") else env_id_or_spec
     if env_id not in MINERL_ENVS:
-        raise ValueError(f"unknown MineRL env id {env_id_or_spec!r}; known: {sorted(MINERL_ENVS)}")
+        raise EnvArgumentError(f"unknown MineRL env id {env_id_or_spec!r}; known: {sorted(MINERL_ENVS)}")
     import_minerl()
     entry = MINERL_ENVS[env_id]
     spec_class = getattr(importlib.import_module(entry.spec_module), entry.spec_class)
@@ -599,7 +599,7 @@ def make(env_id_or_spec: Union[str, Any], *, max_episode_steps: Optional[int] = 
         max_episode_steps = own if own is not None else (entry.time_limit if entry else None)
     if max_episode_steps is not None:
         if max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+            raise EnvArgumentError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
         env = TimeLimit(env, max_episode_steps=max_episode_steps)
     return env
 

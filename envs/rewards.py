@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Union
 
 import gymnasium as gym
 import numpy as np
+from .errors import EnvArgumentError
 
 WOODS = ("oak", "spruce", "birch", "jungle", "acacia", "dark_oak")
 ITEM_GROUPS: dict[str, tuple[str, ...]] = {
@@ -68,18 +69,18 @@ TableLike = Mapping[str, Union[ItemReward, float, int]]
 def normalise_table(table: TableLike) -> dict[str, ItemReward]:
     """Accept ``{name: ItemReward}`` or ``{name: number}`` (a number pays once per episode: cap 1)."""
     if not isinstance(table, Mapping) or not table:
-        raise ValueError("item reward table must be a non-empty mapping of item name -> ItemReward or number")
+        raise EnvArgumentError("item reward table must be a non-empty mapping of item name -> ItemReward or number")
     out: dict[str, ItemReward] = {}
     for name, entry in table.items():
         if isinstance(entry, (int, float)) and not isinstance(entry, bool):
             entry = ItemReward(float(entry))
         if not isinstance(entry, ItemReward):
-            raise ValueError(f"table entry for {name!r} must be an ItemReward or a number, got {entry!r}")
+            raise EnvArgumentError(f"table entry for {name!r} must be an ItemReward or a number, got {entry!r}")
         if entry.cap is not None and (isinstance(entry.cap, bool) or not isinstance(entry.cap, int)
                                       or entry.cap < 1):
-            raise ValueError(f"cap for {name!r} must be an int >= 1 or None, got {entry.cap!r}")
+            raise EnvArgumentError(f"cap for {name!r} must be an int >= 1 or None, got {entry.cap!r}")
         if not np.isfinite(entry.per_unit):
-            raise ValueError(f"per_unit for {name!r} must be finite, got {entry.per_unit!r}")
+            raise EnvArgumentError(f"per_unit for {name!r} must be finite, got {entry.per_unit!r}")
         out[str(name)] = entry
     return out
 
@@ -143,5 +144,5 @@ class ItemRewardWrapper(gym.Wrapper):
 
     def _counts(self, obs: Mapping[str, Any]) -> dict[str, int]:
         if not isinstance(obs, Mapping) or "inventory" not in obs:
-            raise ValueError("ItemRewardWrapper needs observations with an 'inventory' dict")
+            raise EnvArgumentError("ItemRewardWrapper needs observations with an 'inventory' dict")
         return {name: item_count(obs["inventory"], name) for name in self.table}

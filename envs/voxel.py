@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .errors import EnvArgumentError, EnvStateError
 from .actions import action_space, fill_action
 from .voxel_render import VoxelRenderer, camera_basis
 from .voxel_world import AIR, BLOCKS, INVENTORY_ITEMS, LOG_ITEMS, World, generate_world
@@ -62,9 +63,9 @@ class VoxelTreechopEnv(gym.Env):
                  internal_resolution: tuple[int, int] = (72, 128), fov: float = 70.0,
                  backend: Optional[str] = None):
         if log_goal < 1:
-            raise ValueError(f"log_goal must be >= 1, got {log_goal}")
+            raise EnvArgumentError(f"log_goal must be >= 1, got {log_goal}")
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+            raise EnvArgumentError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         width, height = resolution
         self.log_goal = int(log_goal)
         self.render_mode = render_mode
@@ -98,7 +99,7 @@ class VoxelTreechopEnv(gym.Env):
 
     def step(self, action: dict):
         if self.world is None:
-            raise RuntimeError("call reset() before step()")
+            raise EnvStateError("call reset() before step()")
         act = fill_action(action)
         self.steps += 1
         self._turn(act["camera"])

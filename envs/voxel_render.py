@@ -20,6 +20,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from .errors import EnvArgumentError
 from .voxel_world import AIR, BLOCKS, World
 
 logger = logging.getLogger(__name__)
@@ -322,9 +323,9 @@ class VoxelRenderer:
         if backend is None:
             backend = available_backends()[0]
         if backend not in available_backends():
-            raise ValueError(f"backend must be one of {available_backends()}, got {backend!r}")
+            raise EnvArgumentError(f"backend must be one of {available_backends()}, got {backend!r}")
         if not (0 < fov < 180):
-            raise ValueError(f"fov must be in (0, 180) degrees, got {fov}")
+            raise EnvArgumentError(f"fov must be in (0, 180) degrees, got {fov}")
         self.height, self.width = height, width
         self.rows, self.cols = internal
         self.backend = backend

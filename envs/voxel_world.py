@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+from .errors import EnvArgumentError
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,9 @@ def generate_world(seed: int, size: int = 64, height: int = 32, n_trees: int = 2
         n_trees: number of trees to try to place (fewer if there is no room).
     """
     if size < 16 or size & (size - 1):
-        raise ValueError(f"size must be a power of two >= 16, got {size}")
+        raise EnvArgumentError(f"size must be a power of two >= 16, got {size}")
     if height < 24:
-        raise ValueError(f"height must be >= 24, got {height}")
+        raise EnvArgumentError(f"height must be >= 24, got {height}")
     rng = np.random.default_rng(seed)
     heightmap = np.clip(_periodic_heightmap(rng, size, base=height * 0.35, amplitude=3.0), 3, height - 12)
     ys = np.arange(height)[None, :, None]

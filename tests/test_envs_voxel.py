@@ -211,3 +211,20 @@ def test_async_vector_env():
         assert reward.shape == (2,) and obs["inventory"]["oak_log"].shape == (2,)
     finally:
         vec.close()
+
+
+def test_bad_arguments_and_misuse_are_vpt_errors():
+    from vpt_agent.errors import VPTError
+    from vpt_envs import EnvArgumentError, EnvStateError
+
+    env = gym.make("vpt/VoxelTreechop-v0")
+    with pytest.raises(EnvStateError, match="reset"):
+        env.unwrapped.step(noop_action())
+    env.reset(seed=0)
+    for action, message in (({"attack": 2}, "must be 0 or 1"), ({"camera": [np.nan, 0.0]}, "finite"),
+                            (None, "mapping")):
+        with pytest.raises(EnvArgumentError, match=message) as err:
+            env.step(action)
+        assert isinstance(err.value, VPTError) and isinstance(err.value, ValueError)
+    with pytest.raises(EnvArgumentError, match="log_goal"):
+        gym.make("vpt/VoxelTreechop-v0", log_goal=0)
