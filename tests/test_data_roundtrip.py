@@ -12,8 +12,8 @@ import pytest
 
 import vpt_envs  # noqa: F401  (registers vpt/VoxelTreechop-v0)
 from vpt_agent.action_mapping import MINERL_ACTION_KEYS
-from vpt_agent.data import (DataError, RecordingWriter, env_action_to_json, find_recordings, iter_recording,
-                            load_actions, load_recording, noop_env_action, recording_files)
+from vpt_agent.data import (DataError, ReadOptions, RecordingWriter, env_action_to_json, find_recordings,
+                            iter_recording, load_actions, load_recording, noop_env_action, recording_files)
 from vpt_agent.data.actions import decode_records
 from vpt_agent.demos import episode_name, main as demos_main
 from vpt_agent.frames import preprocess_pov
@@ -219,6 +219,22 @@ def test_a_recording_can_be_named_by_a_path(one_recording):
         assert len(load_recording(path, size=None)) == 4 and len(list(iter_recording(path))) == 4
     with pytest.raises(DataError, match="missing.jsonl"):
         load_actions(base.with_name("missing"))
+    with pytest.raises(DataError, match="a directory, not a recording"):
+        load_actions(base.parent)
+    for size in ((0, 0), (-1, 5), 128, (2.5, 3)):
+        with pytest.raises(DataError, match="size must be None or"):
+            load_recording(one_recording, size=size)
+
+
+def test_written_buttons_are_0_or_1_as_the_env_takes_them(tmp_path):
+    with RecordingWriter(tmp_path, "ep") as writer:
+        writer.write(tiny_frame(), {"forward": True, "attack": 1.0})
+        for value in ("no", 2, float("nan")):
+            with pytest.raises(DataError, match="must be one 0/1 value"):
+                writer.write(tiny_frame(), {"attack": value})
+    assert load_actions(recording_files(tmp_path, "ep")).actions[0]["attack"] == 1
+    with pytest.raises(DataError, match="length_mismatch"):
+        ReadOptions(length_mismatch="bogus")
 
 
 def test_jsonl_line_not_json(one_recording):

@@ -275,7 +275,8 @@ def _normalise(action: Mapping[str, Any]) -> Dict[str, Any]:
                 raise DataError(f"env action camera must be 2 finite numbers [pitch, yaw], got {value!r}")
             out["camera"] = camera
         else:
-            if flat.size != 1:
+            # As the env takes it: exactly 0 or 1 (True/False, 1.0 too); "no" or 2 would be recorded as pressed.
+            if flat.size != 1 or flat[0] not in (0, 1):
                 raise DataError(f"env action button {key!r} must be one 0/1 value, got {value!r}")
-            out[key] = 1 if flat[0] else 0
+            out[key] = int(flat[0])
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from .errors import DataError
+
 LENGTH_MISMATCH_CHOICES = ("error", "truncate")
 
 
@@ -38,5 +40,5 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         if self.length_mismatch not in LENGTH_MISMATCH_CHOICES:
-            raise ValueError(f"length_mismatch must be one of {LENGTH_MISMATCH_CHOICES}, "
+            raise DataError(f"length_mismatch must be one of {LENGTH_MISMATCH_CHOICES}, "
                              f"got {self.length_mismatch!r}")

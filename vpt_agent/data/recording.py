@@ -7,6 +7,7 @@ is open, is converted BGR -> RGB and resized with the agent's resize (:func:`vpt
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,8 @@ def as_recording(files: Union[RecordingFiles, PathLike]) -> RecordingFiles:
     if isinstance(files, RecordingFiles):
         return files
     path = Path(files)
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, not a recording; find_recordings lists the recordings in it")
     if path.suffix in (VIDEO_SUFFIX, ACTIONS_SUFFIX):
         return find_recordings([path])[0]
     return recording_files(path.parent, path.name)
@@ -201,11 +204,24 @@ def iter_recording(files: Union[RecordingFiles, PathLike], size: Optional[Tuple[
     from BGR and resized to ``size`` = (h, w) with the agent's resize (``None``: the video's resolution).
     Pass ``actions`` (from :func:`load_actions`) to avoid parsing the jsonl twice.
     """
-    files = as_recording(files)
+    files, size = as_recording(files), _checked_size(size)
     if actions is None:
         actions = load_actions(files, options)
     for step, (_, frame) in enumerate(iter_video_frames(files.video, actions.frame_index)):
         yield prepare_frame(frame, actions.gui_open[step], actions.mouse_xy[step], size), actions.actions[step]
+
+
+def _checked_size(size: Any) -> Optional[Tuple[int, int]]:
+    """``size`` if it is None or (h, w) of two integers >= 1; else DataError."""
+    if size is None:
+        return None
+    try:
+        h, w = (operator.index(v) for v in size)
+    except (TypeError, ValueError):
+        h = w = 0
+    if h < 1 or w < 1:
+        raise DataError(f"size must be None or (height, width) of two integers >= 1, got {size!r}")
+    return h, w
 
 
 def prepare_frame(frame_bgr: np.ndarray, gui_open: bool, mouse_xy: Sequence[float],
@@ -233,7 +249,7 @@ class Recording:
 def load_recording(files: Union[RecordingFiles, PathLike], size: Optional[Tuple[int, int]] = AGENT_SIZE,
                    options: ReadOptions = ReadOptions()) -> Recording:
     """:func:`iter_recording` collected into arrays (for small recordings and tests; training streams)."""
-    files = as_recording(files)
+    files, size = as_recording(files), _checked_size(size)
     actions = load_actions(files, options)
     frames = [frame for frame, _ in iter_recording(files, size, options, actions)]
     if frames:
