@@ -35,8 +35,10 @@ def recording_name(task: EpisodeTask) -> str:
 
 def recorded_already(directory: Path, tasks: List[EpisodeTask]) -> List[str]:
     """The names of ``tasks`` that ``directory`` already holds a recording file of (a new run would replace them)."""
-    return [recording_name(t) for t in tasks
-            if any((Path(directory) / (recording_name(t) + suffix)).exists() for suffix in (".mp4", ".jsonl"))]
+    from ..data.recording import recording_files  # OpenCV: not imported by the evaluator's --help
+
+    files = [recording_files(directory, recording_name(t)) for t in tasks]
+    return [f.name for f in files if f.video.exists() or f.actions.exists()]
 
 
 class EpisodeRecorder(RolloutListener):

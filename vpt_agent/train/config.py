@@ -49,15 +49,15 @@ class TrainConfig:
     resume: bool = _opt(False, "continue the run in OUT from its last checkpoint")
     val_data: Optional[str] = _opt(None, "directory of held-out recordings for the validation loss", metavar="DIR")
     val_every: Optional[int] = _opt(None, "validation interval in steps (default: --checkpoint-every)",
-                                metavar="N", minimum=1)
+                                    metavar="N", minimum=1)
     checkpoint_every: int = _opt(200, "checkpoint interval in steps (kill -9 loses at most this much)",
-                            metavar="N", minimum=1)
+                                 metavar="N", minimum=1)
     log_every: int = _opt(10, "metrics.jsonl interval in steps", metavar="N", minimum=1)
     snapshot_every: Optional[int] = _opt(None, "also keep the weights every N steps, in the official layout: "
                                          "OUT/snapshots/step_NNNNNNN.weights (to evaluate or pick later)",
                                          metavar="N", minimum=1)
     workers: int = _opt(2, "video decoding processes (0: decode in the training process)", metavar="N",
-                  minimum=0)
+                        minimum=0)
     seed: int = _opt(0, "seed of the data order and of a random initialisation", minimum=0, maximum=2**32 - 1)
     threads: Optional[int] = _opt(None, "torch CPU threads (default: torch's choice)", metavar="N",
                                   minimum=1)

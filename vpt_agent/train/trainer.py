@@ -230,7 +230,7 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
             changes[f.name] = mine
         changes.update(resume=True, out=cli.out)  # a run keeps working where it is now, if it was moved
         merged = dataclasses.replace(base, **changes)
-        _check_ranges(merged)
+        check_fields(merged, TrainConfigError)  # the merged options are checked like a new run's
         return merged, saved
     if not cli.resume:
         for name in (ckpt.CHECKPOINT, ckpt.FINAL_WEIGHTS):
@@ -244,14 +244,8 @@ def resolve_config(cli: TrainConfig) -> tuple[TrainConfig, Optional[Dict[str, An
         if not getattr(cli, name):
             why = f" (--resume: {out} holds no {ckpt.CHECKPOINT} to continue from)" if cli.resume else ""
             raise TrainConfigError(f"{flag(name)} is required{why}")
-    _check_ranges(cli)
+    check_fields(cli, TrainConfigError)  # types, choices and bounds, from the fields' metadata
     return cli, None
-
-
-def _check_ranges(cfg: TrainConfig) -> None:
-    """Types, choices and bounds of every option (the fields' metadata), for a new run and for a resumed one's
-    merged options."""
-    check_fields(cfg, TrainConfigError)
 
 
 # ----------------------------------------------------------------------------- the run
