@@ -311,15 +311,23 @@ def run_agreement(size: str, device: str, steps: int) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
-    f32, bf16 = build_ours(size, device, "float32"), build_ours(size, device, "bfloat16")
-    same_b = same_c = 0
-    for t, f in enumerate(frames(steps, seed=1)):
-        a = f32.act([{"pov": f}], [t == 0], deterministic=True)
-        b = bf16.act([{"pov": f}], [t == 0], deterministic=True)
-        same_b += int(a.buttons[0] == b.buttons[0])
-        same_c += int(a.camera[0] == b.camera[0])
-    return dict(impl="agreement", size=size, device=device, steps=steps, bf16_compiled=bool(bf16.compiled),
-                buttons_agree=same_b / steps, camera_agree=same_c / steps)
+    from bench_cnn import use_variant
+
+    cnn = os.environ.get("BENCH_CNN", "default")
+    use_variant(cnn)  # both agents (set before the CUDA graphs are captured)
+    try:
+        f32, bf16 = build_ours(size, device, "float32"), build_ours(size, device, "bfloat16")
+        same_b = same_c = 0
+        for t, f in enumerate(frames(steps, seed=1)):
+            a = f32.act([{"pov": f}], [t == 0], deterministic=True)
+            b = bf16.act([{"pov": f}], [t == 0], deterministic=True)
+            same_b += int(a.buttons[0] == b.buttons[0])
+            same_c += int(a.camera[0] == b.camera[0])
+    finally:
+        use_variant("default")
+    row = dict(impl="agreement", size=size, device=device, steps=steps, bf16_compiled=bool(bf16.compiled),
+               buttons_agree=same_b / steps, camera_agree=same_c / steps)
+    return {**row, "cnn": cnn} if device == "cuda" else row
 
 
 def record_actions(size: str, steps: int, path: str) -> Dict[str, Any]:
@@ -408,7 +416,8 @@ def _table(rows: List[Dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["impl"] == "agreement":
-            how = ", bf16 compiled" if r.get("bf16_compiled") else ""
+            how = (", bf16 compiled" if r.get("bf16_compiled") else "") + (
+                f", CNN kernels: {r['cnn']}" if r.get("cnn", "default") != "default" else "")
             lines.append(f"bf16 vs fp32 argmax agreement ({r['size']}, {r['device']}{how}, {r['steps']} steps): "
                          f"buttons {100 * r['buttons_agree']:.1f}%, camera {100 * r['camera_agree']:.1f}%")
             continue
@@ -558,8 +567,10 @@ def main(argv: List[str] | None = None) -> None:
                         _report(rows, machine, a.json)
                     for var in ("BENCH_CONV_TF32", "BENCH_CNN"):
                         os.environ.pop(var, None)
-            if a.agreement:
+            for cnn in (a.cnn if device == "cuda" else ["default"]) if a.agreement else ():
+                os.environ["BENCH_CNN"] = cnn
                 rows.append(_subprocess(["--agreement-case", size, device, str(a.agreement)]))
+                os.environ.pop("BENCH_CNN")
                 _report(rows, machine, a.json)
             if a.tf32 and device == "cuda":
                 rows.append(_subprocess(["--tf32-case", size, a.tf32]))

@@ -9,13 +9,13 @@ Synthetic 1x weights (random init; speed does not depend on the values). For eac
 events (or wall clock on CPU):
 
 * ``encode``: ``net.encode`` alone (frames already on the device -> transformer input), eager, with the CNN's
-  CUDA kernels as the package ships them (``default``: the layout-keeping GroupNorm, the bf16 first convolution as
-  one matrix product, the Triton max-pool + ReLU, cuDNN's convolutions fused with their ReLUs) and with each of
-  these turned off in turn (``native-gn``, ``cudnn-first-conv``, ``aten-pool``, ``unfused-relu``; ``plain``: the last
-  three; ``none``: all), and with the Triton GroupNorm turned on (``triton-gn``, off by default: not yet timed);
+  CUDA kernels as the package ships them (``default``: the Triton GroupNorm on channels-last tensors, the first
+  convolution + pool + ReLU as one Triton kernel, the Triton max-pool + ReLU, cuDNN's convolutions fused with their
+  ReLUs) and with some turned off (``VARIANTS``; ``--variants`` picks some);
 * ``step``: one whole ``StepEngine`` step (encoder, transformer with memory, heads), replayed from a CUDA graph;
 * with ``--compile``: ``torch.compile(net.encode)`` (compile time reported separately);
-* with ``--profile``: the ops and kernels that take the most GPU time in one eager encode (``default``).
+* with ``--profile [VARIANT ...]``: the ops and kernels that take the most GPU time in one eager encode (by default
+  of ``default``).
 * with ``--ops``: single ops at the first stack's sizes of ``--size`` (each ``--batch``): the first convolution
   for 3, 4, 8 and 16 input channels (cuDNN, channels-last), the same as one matrix product (``conv3x3_as_matmul``),
   the max-pool and an in-place ReLU of its output (64 channels for 1x, 128 for 2x); on CUDA also a max-pool
@@ -36,15 +36,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-#: The CNN's kernels on CUDA: the package's defaults ("default"), or one of its CUDA paths turned off: PyTorch's
-#: GroupNorm instead of the layout-keeping one, cuDNN's first convolution instead of the matrix product (bf16),
-#: PyTorch's max-pool kernel (and a separate ReLU) instead of the Triton pool + ReLU, the ReLUs as passes of their
-#: own instead of fused into cuDNN's convolutions; "plain": the last three off (session 4's kernels); "none": all
-#: four. "triton-gn" turns on the (off by default) Triton GroupNorm.
-VARIANTS = ("default", "native-gn", "cudnn-first-conv", "aten-pool", "unfused-relu", "plain", "none", "triton-gn")
-_OFF = {"native-gn": "CHANNELS_LAST_GROUP_NORM", "cudnn-first-conv": "FEW_CHANNEL_CONV_AS_MATMUL",
-        "aten-pool": "TRITON_CUDA_POOL", "unfused-relu": "FUSED_CUDA_CONV_RELU"}
-_ON = {"triton-gn": "TRITON_CUDA_GROUP_NORM"}
+#: The CNN's kernels on CUDA: the package's defaults ("default"), or some of its CUDA paths turned off:
+#: "native-gn": PyTorch's GroupNorm (which copies channels-last inputs to NCHW) instead of the layout-keeping one;
+#: "torch-gn": the layout-keeping GroupNorm from PyTorch ops instead of the Triton passes; "no-conv-pool": the
+#: first convolution, pool and ReLU as separate kernels instead of one Triton kernel; "cudnn-first-conv": that, with
+#: cuDNN's first convolution instead of the matrix product (bf16); "aten-pool": PyTorch's max-pool kernel (and a
+#: separate ReLU) for every pool; "unfused-relu": the ReLUs as passes of their own instead of fused into cuDNN's
+#: convolutions; "s6-kernels": both Triton kernels of session 9 off (the defaults of sessions 6-8); "plain": all off
+#: but the layout-keeping GroupNorm (session 4's kernels); "none": all off (PyTorch's kernels only).
+_OFF = {"native-gn": ("CHANNELS_LAST_GROUP_NORM",), "torch-gn": ("TRITON_CUDA_GROUP_NORM",),
+        "no-conv-pool": ("TRITON_CUDA_CONV_POOL",),
+        "cudnn-first-conv": ("TRITON_CUDA_CONV_POOL", "FEW_CHANNEL_CONV_AS_MATMUL"),
+        "aten-pool": ("TRITON_CUDA_CONV_POOL", "TRITON_CUDA_POOL"), "unfused-relu": ("FUSED_CUDA_CONV_RELU",),
+        "s6-kernels": ("TRITON_CUDA_GROUP_NORM", "TRITON_CUDA_CONV_POOL")}
+_FLAGS = ("CHANNELS_LAST_GROUP_NORM", "TRITON_CUDA_GROUP_NORM", "TRITON_CUDA_CONV_POOL", "FEW_CHANNEL_CONV_AS_MATMUL",
+          "TRITON_CUDA_POOL", "FUSED_CUDA_CONV_RELU")
+_OFF.update(plain=_FLAGS[1:], none=_FLAGS)
+VARIANTS = ("default", *_OFF)
 
 
 def use_variant(name: str) -> None:
@@ -54,14 +62,9 @@ def use_variant(name: str) -> None:
     if name not in VARIANTS:
         raise ValueError(f"unknown CNN variant {name!r} (one of {', '.join(VARIANTS)})")
     if not hasattr(use_variant, "defaults"):
-        use_variant.defaults = {flag: getattr(layers, flag) for flag in [*_OFF.values(), *_ON.values()]}
+        use_variant.defaults = {flag: getattr(layers, flag) for flag in _FLAGS}
     for flag, value in use_variant.defaults.items():
-        setattr(layers, flag, value)
-    for variant, flag in _OFF.items():
-        if name in (variant, "none") or (name == "plain" and variant != "native-gn"):
-            setattr(layers, flag, False)
-    if name in _ON:
-        setattr(layers, _ON[name], True)
+        setattr(layers, flag, value and flag not in _OFF.get(name, ()))
 
 
 def _timer(device):
@@ -212,7 +215,9 @@ def main(argv=None) -> dict:
     p.add_argument("--compile", action="store_true", help="also time torch.compile(net.encode)")
     p.add_argument("--freeze", action="store_true",
                    help="compile with inductor's freezing (weights as constants, prepacked for oneDNN on CPU)")
-    p.add_argument("--profile", action="store_true", help="print the top kernels of one eager encode")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="CNN kernel variants")
+    p.add_argument("--profile", nargs="*", default=None, choices=VARIANTS, metavar="VARIANT",
+                   help="print the top kernels of one eager encode of each VARIANT (none given: default)")
     p.add_argument("--ops", action="store_true",
                    help="only time single ops of the first stack (and the fp32 encoder with/without TF32 on CUDA)")
     p.add_argument("--streams", type=int, nargs="*", default=[],
@@ -254,7 +259,7 @@ def main(argv=None) -> dict:
             frames = torch.randint(0, 256, (batch, *cfg.img_shape), dtype=torch.uint8, device=device)
             first = torch.zeros(batch, dtype=torch.bool, device=device)
             with torch.inference_mode():
-                for variant in VARIANTS:
+                for variant in a.variants:
                     use_variant(variant)
                     ms = timer(lambda: policy.net.encode(frames), a.iters, a.warmup)
                     report(part="encode", kernels=variant, dtype=dtype_name, batch=batch, ms=ms,
@@ -270,18 +275,20 @@ def main(argv=None) -> dict:
                         report(part="step", kernels=variant, dtype=dtype_name, batch=batch, ms=ms,
                                frames_per_s=batch * 1000 / ms, capture_s=engine.capture_s)
                         del engine
-                use_variant(VARIANTS[0])
-                if a.profile and device.type == "cuda":
+                for variant in (a.profile or ["default"]) if a.profile is not None and device.type == "cuda" else []:
                     from torch.profiler import ProfilerActivity, profile
 
+                    use_variant(variant)
                     policy.net.encode(frames)
                     torch.cuda.synchronize()
                     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
                         policy.net.encode(frames)
                         torch.cuda.synchronize()
+                    print(f"profile: {variant}, {dtype_name}, B={batch}", flush=True)
                     print(prof.key_averages(group_by_input_shape=True).table(
                         sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=28,
                         max_shapes_column_width=70), flush=True)
+                use_variant(VARIANTS[0])
             if a.compile:
                 import torch._inductor.config as inductor_config
 

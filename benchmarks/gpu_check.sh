@@ -11,6 +11,12 @@
 #   official  the official agent vs ours on this GPU (needs OFFICIAL_CHECKOUT)
 #   big       our bf16 2x/3x at B=1
 #   cpu       the host CPU at B=1: fp32/bf16, eager/compiled, and bf16 (as the agent defaults it) vs fp32 agreement
+#   triton    session 9's Triton first convolution + pool + ReLU and GroupNorm (on by default): tests/test_cuda.py;
+#             bench_cnn's B=256 variants (default, torch-gn, no-conv-pool, s6-kernels: both off) in bf16 and fp32
+#             with a kernel profile; the 1x step at B=256 (bf16, fp32) with the default kernels and s6-kernels;
+#             with B1=1 also B=1 (graph on/off) and the bf16/fp32 agreement of both
+#   cpu2      the host CPU with 2 threads, as this project's 2-core machines run it: 1x B=1 bf16 vs fp32 get_action
+#             (eager) with their argmax agreement, then bench_cpu_bf16.py's parts
 #   b256      where B=256 stands: host pre-processing, the encoder's CUDA kernel variants with a kernel profile, the
 #             1x step in bf16 and fp32 (TF32 convolutions, PyTorch's default; strict fp32, TF32 off) with the default
 #             kernels, some turned off, and the (off by default) Triton GroupNorm; eager B=1 with the default
@@ -74,12 +80,32 @@ if has b256; then
   timeout 100 python3 benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 --profile \
       --json "$OUT/cnn_variants_b256.json" > "$OUT/cnn_variants_b256.log" 2>&1
   grep -E '"part": "(encode|step)"' "$OUT/cnn_variants_b256.log" | cut -c1-160
-  timeout 120 $B --sizes 1x --batch 256 --dtypes bfloat16 --cnn default triton-gn aten-pool unfused-relu \
+  timeout 120 $B --sizes 1x --batch 256 --dtypes bfloat16 --cnn default s6-kernels aten-pool unfused-relu \
       --frames model --steps 30 --warmup 5 --json "$OUT/bench_1x_b256_bf16.json" 2>&1 | tail -4
-  timeout 100 $B --sizes 1x --batch 256 --dtypes float32 --conv-tf32 on off --cnn default triton-gn --frames model \
+  timeout 100 $B --sizes 1x --batch 256 --dtypes float32 --conv-tf32 on off --cnn default s6-kernels --frames model \
       --steps 20 --warmup 3 --json "$OUT/bench_1x_b256_fp32.json" 2>&1 | tail -5
-  timeout 90 $B --sizes 1x --batch 1 --dtypes float32 --cuda-graph off --cnn default plain none triton-gn --steps 50 \
+  timeout 90 $B --sizes 1x --batch 1 --dtypes float32 --cuda-graph off --cnn default s6-kernels plain none --steps 50 \
       --warmup 5 \
       --json "$OUT/bench_1x_b1_eager.json" 2>&1 | tail -5
+fi
+if has triton; then
+  timeout 120 python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_cuda.py 2>&1 | tail -15 \
+      | tee "$OUT/tests_cuda.log"
+  timeout 90 python3 benchmarks/bench_cnn.py --device cuda --batch 256 --dtypes bfloat16 float32 \
+      --variants default torch-gn no-conv-pool s6-kernels --profile default --json "$OUT/cnn_triton_b256.json" \
+      > "$OUT/cnn_triton_b256.log" 2>&1
+  grep -E '"part": "(encode|step)"' "$OUT/cnn_triton_b256.log" | cut -c1-120
+  timeout 70 $B --sizes 1x --batch 256 --dtypes bfloat16 float32 --cnn default s6-kernels --frames model --steps 20 \
+      --warmup 3 --json "$OUT/triton_b256.json" 2>&1 | grep -E "^vpt-agent" | head -4
+  [ -z "${B1:-}" ] || timeout 90 $B --sizes 1x --batch 1 --dtypes float32 bfloat16 --cuda-graph on off \
+      --cnn default s6-kernels --steps 40 --warmup 5 --agreement 200 --json "$OUT/triton_b1.json" 2>&1 \
+      | grep -E "^vpt-agent|agreement" | head -10
+fi
+if has cpu2; then
+  BENCH_THREADS=2 timeout 120 python3 benchmarks/bench_agent.py --in-process --devices cpu --sizes 1x --batch 1 \
+      --dtypes bfloat16 float32 --steps 20 --warmup 3 --agreement 200 --json "$OUT/bench_cpu2_b1.json" 2>&1 | tail -6
+  timeout 150 python3 benchmarks/bench_cpu_bf16.py --threads 2 --steps 10 --agreement 0 \
+      --json "$OUT/cpu_bf16_t2.json" > "$OUT/cpu_bf16_t2.log" 2>&1
+  tail -25 "$OUT/cpu_bf16_t2.log"
 fi
 echo "gpu_check done"

@@ -45,8 +45,10 @@ def test_graph_is_the_default_on_cuda_and_can_be_turned_off():
 
 @pytest.mark.parametrize("cuda_graph", [True, False], ids=["graph", "eager"])
 def test_golden_parity_on_cuda(golden, cuda_graph):
+    """The golden rollout with the CUDA kernels as shipped (Triton first conv + pool and GroupNorm included)."""
     with no_tf32():
         steps = _golden_rollout(_agent(cuda_graph=cuda_graph), len(golden["vpred"]))
+    assert layers_flags("TRITON_CUDA_CONV_POOL", "TRITON_CUDA_GROUP_NORM", "TRITON_CUDA_POOL") == (True,) * 3  # ran
     for t, st in enumerate(steps):
         np.testing.assert_allclose(st.logp_buttons[0], golden["logits_buttons"][t], atol=1e-4, err_msg=f"step {t}")
         np.testing.assert_allclose(st.logp_camera[0], golden["logits_camera"][t], atol=1e-4, err_msg=f"step {t}")
@@ -134,7 +136,8 @@ def cnn_flags(**flags):
             setattr(layers, name, value)
 
 
-ALL_CUDA_PATHS_OFF = dict(FEW_CHANNEL_CONV_AS_MATMUL=False, TRITON_CUDA_POOL=False, FUSED_CUDA_CONV_RELU=False)
+ALL_CUDA_PATHS_OFF = dict(FEW_CHANNEL_CONV_AS_MATMUL=False, TRITON_CUDA_POOL=False, FUSED_CUDA_CONV_RELU=False,
+                          TRITON_CUDA_CONV_POOL=False, TRITON_CUDA_GROUP_NORM=False)
 
 
 def test_first_conv_matmul_path_on_cuda():
@@ -194,14 +197,18 @@ def test_triton_pool_and_fused_conv_relu_on_cuda(dtype):
     assert leaf.grad is not None and leaf.grad.abs().sum() > 0
 
 
-def test_encoder_with_this_rounds_cuda_paths_equals_pytorchs_kernels():
+@pytest.mark.parametrize("triton", [False, True], ids=["default", "triton-conv-pool-and-gn"])
+def test_encoder_with_this_rounds_cuda_paths_equals_pytorchs_kernels(triton):
     """The whole encoder of the golden model with the CUDA paths on (matrix-product first conv in bf16, Triton
-    pool + ReLU, fused conv + ReLU) equals the one with PyTorch's kernels only."""
+    pool + ReLU, fused conv + ReLU; and the Triton first conv + pool and GroupNorm) equals the one with PyTorch's
+    kernels only."""
     with no_tf32(), torch.inference_mode():
         for dtype in ("float32", "bfloat16"):
             agent = _agent(dtype=dtype)
             frames = agent._frames([{"pov": make_obs(90 + i, 0)} for i in range(3)]).cuda()
-            fast = agent.policy.net.encode(frames).float()
+            with cnn_flags(TRITON_CUDA_CONV_POOL=triton, TRITON_CUDA_GROUP_NORM=triton):
+                fast = agent.policy.net.encode(frames).float()
+                assert layers_flags("TRITON_CUDA_CONV_POOL", "TRITON_CUDA_GROUP_NORM") == (triton, triton)
             with cnn_flags(**ALL_CUDA_PATHS_OFF):
                 plain = agent.policy.net.encode(frames).float()
             diff = (fast - plain).abs()
@@ -213,7 +220,7 @@ def test_encoder_with_this_rounds_cuda_paths_equals_pytorchs_kernels():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_triton_group_norm_on_cuda(dtype):
-    """The Triton GroupNorm (off by default, ``layers.TRITON_CUDA_GROUP_NORM``) against a float64 reference:
+    """The Triton GroupNorm (``layers.TRITON_CUDA_GROUP_NORM``) against a float64 reference:
     fp32 to 1e-5, bf16 no further off than PyTorch's own bf16 group_norm (+ half a bf16 step), channels-last out."""
     from torch.nn import functional as F
 
@@ -235,12 +242,43 @@ def test_triton_group_norm_on_cuda(dtype):
                 assert err <= torchs + want.abs().max() * 2 ** -9, (err, torchs)
 
 
-def test_golden_parity_on_cuda_with_the_triton_group_norm(golden):
-    with no_tf32(), cnn_flags(TRITON_CUDA_GROUP_NORM=True):
-        steps = _golden_rollout(_agent(), len(golden["vpred"]))
-    for t, st in enumerate(steps):
-        np.testing.assert_allclose(st.logp_buttons[0], golden["logits_buttons"][t], atol=1e-4, err_msg=f"step {t}")
-        assert (st.buttons[0], st.camera[0]) == (golden["joint_buttons"][t], golden["joint_camera"][t]), t
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_conv_pool_on_cuda(dtype):
+    """The first stack's convolution + bias + max-pool + ReLU as one Triton kernel (``layers.TRITON_CUDA_CONV_POOL``)
+    against float64 PyTorch ops: fp32 (TF32 off) to 1e-5, bf16 no further off than the unfused bf16 path (+ half a
+    bf16 step); channels-last out; with autograd on, the unfused path runs."""
+    from torch.nn import functional as F
+
+    from vpt_agent import layers
+
+    torch.manual_seed(3)
+    for batch, c_out, h, w in [(1, 64, 128, 128), (3, 24, 13, 10), (2, 16, 1, 1)]:
+        layer = layers.NormedLayer.conv3x3(3, c_out, None).cuda().to(dtype, memory_format=torch.channels_last)
+        with torch.no_grad():
+            layer.layer.bias.normal_()
+        x = torch.rand(batch, h, w, 3, device="cuda").to(dtype).permute(0, 3, 1, 2)  # channels-last frames
+        conv = layer.layer
+        want = F.relu(F.max_pool2d(F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1), 3, 2, 1))
+        with no_tf32(), torch.inference_mode():
+            with cnn_flags(TRITON_CUDA_CONV_POOL=True):
+                got = layers.conv_max_pool3x3s2(layer, x)
+                assert layers.TRITON_CUDA_CONV_POOL  # it ran, and did not fall back
+            with cnn_flags(TRITON_CUDA_CONV_POOL=False):
+                unfused = layers.conv_max_pool3x3s2(layer, x)
+        assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == dtype and got.shape == want.shape
+        err = (got.double() - want).abs().max()
+        if dtype == torch.float32:
+            assert err < 1e-5 * (1 + want.abs().max()), err
+        else:
+            assert err <= (unfused.double() - want).abs().max() + want.abs().max() * 2 ** -9, err
+    with cnn_flags(TRITON_CUDA_CONV_POOL=True):
+        assert layers.conv_max_pool3x3s2(layer.float(), x.float()).requires_grad  # autograd: PyTorch's kernels
+
+
+def layers_flags(*names):
+    from vpt_agent import layers
+
+    return tuple(getattr(layers, name) for name in names)
 
 
 def test_triton_pool_falls_back_to_pytorch_with_a_warning(monkeypatch, caplog):
@@ -257,6 +295,23 @@ def test_triton_pool_falls_back_to_pytorch_with_a_warning(monkeypatch, caplog):
     with torch.inference_mode(), caplog.at_level("WARNING", logger="vpt_agent.layers"):
         got = layers.max_pool3x3s2(x, relu=True)
     assert torch.equal(got, F.relu(F.max_pool2d(x, 3, 2, 1))) and not layers.TRITON_CUDA_POOL
+    assert "no triton here" in caplog.text
+
+
+def test_triton_conv_pool_falls_back_to_pytorch_with_a_warning(monkeypatch, caplog):
+    from vpt_agent import layers, triton_conv_pool
+
+    def broken(*args):
+        raise RuntimeError("no triton here")
+
+    monkeypatch.setattr(triton_conv_pool, "conv3x3_max_pool", broken)
+    monkeypatch.setattr(layers, "TRITON_CUDA_CONV_POOL", True)
+    layer = layers.NormedLayer.conv3x3(3, 8, None).cuda()
+    x = torch.rand(2, 3, 9, 7, device="cuda")
+    with torch.inference_mode(), caplog.at_level("WARNING", logger="vpt_agent.layers"):
+        got = layers.conv_max_pool3x3s2(layer, x)
+        want = layers.max_pool3x3s2(layer(x, relu=False), relu=True)
+    assert torch.equal(got, want) and not layers.TRITON_CUDA_CONV_POOL
     assert "no triton here" in caplog.text
 
 

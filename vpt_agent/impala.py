@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .layers import GroupNorm, NormedLayer, max_pool3x3s2
+from .layers import GroupNorm, NormedLayer, conv_max_pool3x3s2
 
 
 class ResidualBlock(nn.Module):
@@ -47,7 +47,8 @@ class DownStack(nn.Module):
         if self.pool:
             # relu(max(window)) == max(relu(window)): pooling first lets the ReLU run on the 4x smaller tensor
             # (the same values, bit for bit; the first stack's 128x128 output is the CNN's largest tensor).
-            x = max_pool3x3s2(self.firstconv(x, relu=False), relu=self.firstconv.activation)
+            # (On CUDA the first stack's convolution, pool and ReLU can be one kernel: layers.conv_max_pool3x3s2.)
+            x = conv_max_pool3x3s2(self.firstconv, x)
             if self.n is not None:
                 x = self.n(x)
         else:

@@ -17,9 +17,9 @@ logger = logging.getLogger(__name__)
 
 #: Whether :class:`GroupNorm` takes its channels-last path on CUDA (benchmarks switch it off to compare).
 CHANNELS_LAST_GROUP_NORM = True
-#: Whether that path runs as two Triton passes without autograd (:mod:`vpt_agent.triton_norm`). Off: not yet timed
-#: on a GPU (``benchmarks/bench_cnn.py`` compares it as ``triton-gn``).
-TRITON_CUDA_GROUP_NORM = False
+#: Whether that path runs as two Triton passes without autograd (:mod:`vpt_agent.triton_norm`;
+#: ``benchmarks/bench_cnn.py`` compares it as ``triton-gn``).
+TRITON_CUDA_GROUP_NORM = True
 #: Whether :class:`Conv2d` runs bf16/fp16 3x3 convolutions of few input channels as one matrix product on CUDA
 #: (in fp32 cuBLAS computes in true fp32 and was slower than cuDNN's TF32 kernel, so fp32 stays with cuDNN).
 FEW_CHANNEL_CONV_AS_MATMUL = True
@@ -30,6 +30,10 @@ FEW_CHANNELS = 4
 TRITON_CUDA_POOL = True
 #: Whether :class:`Conv2d` runs a convolution and its ReLU as one cuDNN call on CUDA without autograd.
 FUSED_CUDA_CONV_RELU = True
+#: Whether the first stack's convolution (few input channels, no norm), its bias, the max-pool and the ReLU run as
+#: one Triton kernel on CUDA without autograd (:func:`conv_max_pool3x3s2`; ``benchmarks/bench_cnn.py`` compares it
+#: as ``conv-pool``).
+TRITON_CUDA_CONV_POOL = True
 
 
 def group_norm_channels_last(x: torch.Tensor, groups: int, weight: Optional[torch.Tensor],
@@ -82,9 +86,9 @@ class GroupNorm(nn.GroupNorm):
         return super().forward(x)
 
 
-def _no_autograd(x: torch.Tensor) -> bool:
-    """Whether no gradient will flow through ``x`` (inference): the only case the fused/Triton paths serve."""
-    return not (torch.is_grad_enabled() and x.requires_grad)
+def _no_autograd(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether no gradient will flow through ``tensors`` (inference): the only case the fused/Triton paths serve."""
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
 
 
 def _triton(switch: str, kernel, *args) -> Optional[torch.Tensor]:
@@ -114,6 +118,32 @@ def max_pool3x3s2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
             return y
     x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
     return F.relu(x, inplace=True) if relu else x
+
+
+def conv_max_pool3x3s2(layer: "NormedLayer", x: torch.Tensor) -> torch.Tensor:
+    """``max_pool3x3s2(layer(x, relu=False), relu=layer.activation)``: a stack's first convolution and its pool.
+
+    On CUDA without autograd (and :data:`TRITON_CUDA_CONV_POOL` on), for the image's few-channel convolution without
+    a norm (the first stack's), all of it is one Triton kernel (:mod:`vpt_agent.triton_conv_pool`): the convolution's
+    full-size output, the CNN's largest tensor, is never written. Elsewhere, or if it fails (logged once), the
+    convolution and :func:`max_pool3x3s2` run.
+    """
+    conv = layer.layer
+    if (TRITON_CUDA_CONV_POOL and x.is_cuda and layer.norm is None and isinstance(conv, Conv2d) and _is_3x3_same(conv)
+            and _no_autograd(x, conv.weight, conv.bias)):  # the kernel checks the channels
+        from . import triton_conv_pool  # imports Triton (~0.2 s), so only once a CUDA convolution runs
+
+        y = _triton("TRITON_CUDA_CONV_POOL", triton_conv_pool.conv3x3_max_pool, x, conv.weight, conv.bias,
+                    layer.activation)
+        if y is not None:
+            return y
+    return max_pool3x3s2(layer(x, relu=False), relu=layer.activation)
+
+
+def _is_3x3_same(conv: nn.Conv2d) -> bool:
+    """A 3x3 convolution, stride 1, zero padding 1, no dilation or groups: the CNN's, and what the kernels assume."""
+    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
 
 
 def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -154,9 +184,8 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
         if (FEW_CHANNEL_CONV_AS_MATMUL and x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and x.dim() == 4
-                and self.in_channels <= FEW_CHANNELS and self.kernel_size == (3, 3) and self.stride == (1, 1)
-                and self.padding == (1, 1) and self.dilation == (1, 1) and self.groups == 1
-                and self.padding_mode == "zeros" and x.is_contiguous(memory_format=torch.channels_last)):
+                and self.in_channels <= FEW_CHANNELS and _is_3x3_same(self)
+                and x.is_contiguous(memory_format=torch.channels_last)):
             y = conv3x3_as_matmul(x, self.weight, self.bias)
         elif (relu and FUSED_CUDA_CONV_RELU and x.is_cuda and self.padding_mode == "zeros"
                 and isinstance(self.padding, tuple) and _no_autograd(x)):
