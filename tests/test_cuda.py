@@ -281,6 +281,19 @@ def layers_flags(*names):
     return tuple(getattr(layers, name) for name in names)
 
 
+def test_trainable_layers_after_a_frozen_one_get_gradients_on_cuda():
+    """A frozen first stack feeds the second stack an input that needs no gradient; its GroupNorm and fused
+    convolutions still have trainable parameters, so they must take PyTorch's kernels (no backward otherwise)."""
+    agent = _agent()
+    net = agent.policy.net
+    frozen, trained = net.img_process.cnn.stacks[0], net.img_process.cnn.stacks[1]
+    frozen.requires_grad_(False)
+    frames = agent._frames([{"pov": make_obs(7, 0)}]).cuda()
+    net.encode(frames).float().sum().backward()
+    grads = [p.grad for p in trained.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_triton_pool_falls_back_to_pytorch_with_a_warning(monkeypatch, caplog):
     from torch.nn import functional as F
 

@@ -113,6 +113,18 @@ def test_kernels_are_not_used_where_they_do_not_apply():
     torch.testing.assert_close(layers.conv_max_pool3x3s2(conv, x), want)
 
 
+def test_the_kernels_without_autograd_serve_only_where_no_gradient_flows():
+    """The fused/Triton paths have no backward: any input or parameter that needs a gradient sends a layer to
+    PyTorch's kernels (a frozen input with trainable weights included)."""
+    from vpt_agent import layers
+
+    x, w = torch.randn(2, 3), torch.nn.Parameter(torch.randn(3))
+    assert not layers._no_autograd(x, w) and not layers._no_autograd(x.requires_grad_(), None)
+    assert layers._no_autograd(x.detach(), w.detach(), None)
+    with torch.no_grad():
+        assert layers._no_autograd(x, w)
+
+
 def test_a_failing_triton_path_turns_itself_off_with_one_warning(monkeypatch, caplog):
     """What max_pool3x3s2 and GroupNorm do when their Triton kernel raises (tests/test_cuda.py does it on a GPU)."""
     from vpt_agent import layers

@@ -75,7 +75,7 @@ class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (CHANNELS_LAST_GROUP_NORM and x.is_cuda and x.dim() == 4 and not x.is_contiguous()
                 and x.is_contiguous(memory_format=torch.channels_last)):
-            if TRITON_CUDA_GROUP_NORM and _no_autograd(x):
+            if TRITON_CUDA_GROUP_NORM and _no_autograd(x, self.weight, self.bias):
                 from . import triton_norm  # imports Triton (~0.2 s), so only once a CUDA norm runs
 
                 y = _triton("TRITON_CUDA_GROUP_NORM", triton_norm.group_norm, x, self.num_groups, self.weight,
@@ -87,7 +87,8 @@ class GroupNorm(nn.GroupNorm):
 
 
 def _no_autograd(*tensors: Optional[torch.Tensor]) -> bool:
-    """Whether no gradient will flow through ``tensors`` (inference): the only case the fused/Triton paths serve."""
+    """Whether no gradient will flow through ``tensors`` (inference): the only case the fused/Triton paths serve.
+    Pass the layer's parameters too: with a frozen input (say, a frozen first stack) they may still need one."""
     return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
 
 
@@ -188,7 +189,7 @@ class Conv2d(nn.Conv2d):
                 and x.is_contiguous(memory_format=torch.channels_last)):
             y = conv3x3_as_matmul(x, self.weight, self.bias)
         elif (relu and FUSED_CUDA_CONV_RELU and x.is_cuda and self.padding_mode == "zeros"
-                and isinstance(self.padding, tuple) and _no_autograd(x)):
+                and isinstance(self.padding, tuple) and _no_autograd(x, self.weight, self.bias)):
             return torch.cudnn_convolution_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                                                 self.groups)
         else:
