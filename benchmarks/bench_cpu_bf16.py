@@ -12,8 +12,9 @@ Prints, with the machine's CPU flags:
   bf16 with oneDNN off (PyTorch's own kernel), ``torch.mv``, and bf16 ``F.linear`` of the row copied to 16 rows (an
   AMX tile's height: if oneDNN streams weights faster for 16 rows than for 1, padding B=1 would pay), as ms and GB/s
   of weights read;
-* whole ``StepEngine`` steps: fp32 eager; bf16 eager; bf16 with the linears' oneDNN off; that plus the image
-  encoder compiled by inductor with frozen weights (compile time reported); the encoder alone in each form;
+* whole ``StepEngine`` steps: fp32 eager; bf16 eager; bf16 with the linears' oneDNN off; the ImpalaCNN alone in
+  bf16 (the rest fp32); bf16 with the image encoder compiled by inductor with frozen weights (compile time
+  reported); the encoder alone in each form;
 * the bf16 variant's argmax agreement with fp32 over ``--agreement`` random frames.
 
 The variants that patch ``nn.Linear`` exist only in this benchmark (an experiment, not an agent option).
@@ -89,6 +90,20 @@ def gemv_rows(hidsize: int, iters: int, report) -> None:
             report(part="gemv", shape=f"{n_in}->{n_out}", kernel=name, ms=ms, gb_per_s=w.numel() * itemsize / ms / 1e6)
 
 
+def cnn_only_bf16(p32):
+    """A copy of the fp32 policy whose ImpalaCNN alone runs in bf16 (the rest, with its fp32 matrix-vector
+    products, stays fp32): what bf16 gives where only the convolutions gain from it."""
+    import copy
+
+    import torch
+
+    policy = copy.deepcopy(p32)
+    cnn = policy.net.img_process.cnn.to(torch.bfloat16)
+    forward = cnn.forward
+    cnn.forward = lambda x: forward(x.bfloat16()).float()
+    return policy
+
+
 def step_rows(steps: int, agreement: int, report) -> None:
     import torch
 
@@ -110,6 +125,9 @@ def step_rows(steps: int, agreement: int, report) -> None:
         report(part="step", variant="bf16 eager", ms=_time(lambda: e16(frame, first), steps))
         with linears_without_onednn():
             report(part="step", variant="bf16, linears without oneDNN", ms=_time(lambda: e16(frame, first), steps))
+        e_mixed = StepEngine(cnn_only_bf16(p32), 1)
+        report(part="step", variant="bf16 ImpalaCNN only (the rest fp32)",
+               ms=_time(lambda: e_mixed(frame, first), steps))
         eager_encode = p16.net.encode
         start = time.perf_counter()
         compiled = torch.compile(eager_encode, options={"freezing": True}, dynamic=False)
