@@ -46,8 +46,8 @@ class DownStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool:
             # relu(max(window)) == max(relu(window)): pooling first lets the ReLU run on the 4x smaller tensor
-            # (the same values, bit for bit; the first stack's 128x128 output is the CNN's largest tensor).
-            # (On CUDA the first stack's convolution, pool and ReLU can be one kernel: layers.conv_max_pool3x3s2.)
+            # (the same values, bit for bit; the first stack's 128x128 output is the CNN's largest tensor, and on
+            # CUDA its convolution, pool and ReLU are one kernel that never writes it).
             x = conv_max_pool3x3s2(self.firstconv, x)
             if self.n is not None:
                 x = self.n(x)

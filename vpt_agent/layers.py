@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 #: Whether :class:`GroupNorm` takes its channels-last path on CUDA (benchmarks switch it off to compare).
 CHANNELS_LAST_GROUP_NORM = True
 #: Whether that path runs as two Triton passes without autograd (:mod:`vpt_agent.triton_norm`;
-#: ``benchmarks/bench_cnn.py`` compares it as ``triton-gn``).
+#: ``benchmarks/bench_cnn.py`` turns it off as ``torch-gn``).
 TRITON_CUDA_GROUP_NORM = True
 #: Whether :class:`Conv2d` runs bf16/fp16 3x3 convolutions of few input channels as one matrix product on CUDA
 #: (in fp32 cuBLAS computes in true fp32 and was slower than cuDNN's TF32 kernel, so fp32 stays with cuDNN).
@@ -31,8 +31,8 @@ TRITON_CUDA_POOL = True
 #: Whether :class:`Conv2d` runs a convolution and its ReLU as one cuDNN call on CUDA without autograd.
 FUSED_CUDA_CONV_RELU = True
 #: Whether the first stack's convolution (few input channels, no norm), its bias, the max-pool and the ReLU run as
-#: one Triton kernel on CUDA without autograd (:func:`conv_max_pool3x3s2`; ``benchmarks/bench_cnn.py`` compares it
-#: as ``conv-pool``).
+#: one Triton kernel on CUDA without autograd (:func:`conv_max_pool3x3s2`; ``benchmarks/bench_cnn.py`` turns it off
+#: as ``no-conv-pool``).
 TRITON_CUDA_CONV_POOL = True
 
 
