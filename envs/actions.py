@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 # The key list lives in vpt_agent.action_mapping (importing it loads numpy only: vpt_agent's __init__ is lazy).
 from vpt_agent.action_mapping import MINERL_ACTION_KEYS
+
 from .errors import EnvArgumentError
 
 #: All 24 action keys of MineRL 1.0, sorted as gym's Dict sorts them: the 23 buttons plus ``camera``.

@@ -467,8 +467,8 @@ class MineRLEnv(gym.Env):
         if seed is not None:
             seed = operator.index(seed)  # numpy integers too; MineRL asserts a Python int
             if seed > JAVA_LONG_MAX:  # negative seeds: Gymnasium refuses them below
-                raise EnvArgumentError(f"seed must be at most 2**63 - 1 (Minecraft's seed is a Java long; MineRL would "
-                                 f"silently use a random world instead), got {seed}")
+                raise EnvArgumentError(f"seed must be at most 2**63 - 1 (Minecraft's seed is a Java long; MineRL "
+                                       f"would silently use a random world instead), got {seed}")
         super().reset(seed=seed)
         if self._raw is not None and self.recycle_every and self.episodes_since_launch >= self.recycle_every:
             logger.info("recycling MineRL env after %d episodes", self.episodes_since_launch)

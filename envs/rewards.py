@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Union
 
 import gymnasium as gym
 import numpy as np
+
 from .errors import EnvArgumentError
 
 WOODS = ("oak", "spruce", "birch", "jungle", "acacia", "dark_oak")

@@ -15,8 +15,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .errors import EnvArgumentError, EnvStateError
 from .actions import action_space, fill_action
+from .errors import EnvArgumentError, EnvStateError
 from .voxel_render import VoxelRenderer, camera_basis
 from .voxel_world import AIR, BLOCKS, INVENTORY_ITEMS, LOG_ITEMS, World, generate_world
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+
 from .errors import EnvArgumentError
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import cli
+from .atomic import out_dir_problem
 from .data import DataError, RecordingWriter, recording_files
 from .data.video import DEFAULT_QUALITY, VIDEO_QUALITIES
-from .atomic import out_dir_problem
 from .errors import VPTError, one_line
 
 logger = logging.getLogger(__name__)

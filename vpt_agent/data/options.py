@@ -41,4 +41,4 @@ class ReadOptions:
     def __post_init__(self) -> None:
         if self.length_mismatch not in LENGTH_MISMATCH_CHOICES:
             raise DataError(f"length_mismatch must be one of {LENGTH_MISMATCH_CHOICES}, "
-                             f"got {self.length_mismatch!r}")
+                            f"got {self.length_mismatch!r}")
