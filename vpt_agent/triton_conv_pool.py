@@ -25,11 +25,7 @@ from typing import Optional
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU-only installs: the callers use PyTorch's kernels
-    triton = None
+from .triton_pool import takes, tl, triton  # triton None on CPU-only installs: the callers use PyTorch's kernels
 
 #: Most input channels handled (the 9 * C_in products are padded to a power of two, at least 16).
 MAX_IN_CHANNELS = 4
@@ -84,9 +80,8 @@ def conv3x3_max_pool(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     """``max_pool2d(conv2d(x, weight, bias, padding=1), 3, stride=2, padding=1)`` [then ReLU] of a channels-last
     CUDA (N, C_in, H, W) tensor with C_in <= :data:`MAX_IN_CHANNELS`, by the Triton kernel; None where it does not
     apply (no Triton, not CUDA, not channels-last, an unusual dtype, more channels, another kernel size)."""
-    if (triton is None or not x.is_cuda or x.dim() != 4 or x.dtype not in (torch.float32, torch.bfloat16, torch.float16)
-            or not x.is_contiguous(memory_format=torch.channels_last) or not 0 < x.shape[1] <= MAX_IN_CHANNELS
-            or weight.shape[1:] != (x.shape[1], 3, 3) or weight.dtype != x.dtype):
+    if (not takes(x) or not 0 < x.shape[1] <= MAX_IN_CHANNELS or weight.shape[1:] != (x.shape[1], 3, 3)
+            or weight.dtype != x.dtype):
         return None
     return _launch(x, weight, bias, relu)
 

@@ -21,11 +21,7 @@ from typing import Optional
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU-only installs: the callers use PyTorch's kernels
-    triton = None
+from .triton_pool import takes, tl, triton  # triton None on CPU-only installs: the callers use PyTorch's kernels
 
 #: Elements one program holds (pixels x padded channels).
 BLOCK_ELEMENTS = 4096
@@ -124,8 +120,7 @@ def group_norm(x: torch.Tensor, groups: int, weight: Optional[torch.Tensor], bia
                eps: float) -> Optional[torch.Tensor]:
     """``F.group_norm`` of a channels-last CUDA (N, C, H, W) tensor by the Triton passes; None where they do not
     apply (no Triton, not CUDA, not channels-last, an unusual dtype)."""
-    if (triton is None or not x.is_cuda or x.dim() != 4 or x.dtype not in (torch.float32, torch.bfloat16, torch.float16)
-            or not x.is_contiguous(memory_format=torch.channels_last)):
+    if not takes(x):
         return None
     return _launch(x, groups, weight, bias, eps)
 

@@ -15,12 +15,14 @@ from typing import Optional
 
 import torch
 
-try:
+try:  # here for the three kernel modules (triton_norm and triton_conv_pool import them from this one)
     import triton
     import triton.language as tl
 except ImportError:  # CPU-only installs: the callers use PyTorch's kernels
-    triton = None
+    triton = tl = None
 
+#: The activation dtypes the CNN's Triton kernels take (:func:`takes`).
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: Elements one program holds (output pixels x padded channels): enough work per program, few registers.
 BLOCK_ELEMENTS = 4096
 
@@ -59,10 +61,17 @@ def max_pool3x3s2_relu(x: torch.Tensor, relu: bool) -> Optional[torch.Tensor]:
     Exact: a maximum does not round (bf16/fp16 values are compared in float32, where they are exactly
     representable, and written back unchanged).
     """
-    if (triton is None or not x.is_cuda or x.dim() != 4 or x.dtype not in (torch.float32, torch.bfloat16, torch.float16)
-            or not x.is_contiguous(memory_format=torch.channels_last)):
+    if not takes(x):
         return None
     return _launch(x, relu)
+
+
+def takes(x: torch.Tensor) -> bool:
+    """Whether the CNN's Triton kernels (this module's, :mod:`vpt_agent.triton_norm`'s and
+    :mod:`vpt_agent.triton_conv_pool`'s) take ``x``: Triton is installed and ``x`` is a channels-last (N, C, H, W)
+    CUDA tensor in fp32, bf16 or fp16."""
+    return (triton is not None and x.is_cuda and x.dim() == 4 and x.dtype in DTYPES
+            and x.is_contiguous(memory_format=torch.channels_last))
 
 
 def _launch(x: torch.Tensor, relu: bool) -> torch.Tensor:
