@@ -51,7 +51,7 @@ _OFF = {"native-gn": ("CHANNELS_LAST_GROUP_NORM",), "torch-gn": ("TRITON_CUDA_GR
         "s6-kernels": ("TRITON_CUDA_GROUP_NORM", "TRITON_CUDA_CONV_POOL")}
 _FLAGS = ("CHANNELS_LAST_GROUP_NORM", "TRITON_CUDA_GROUP_NORM", "TRITON_CUDA_CONV_POOL", "FEW_CHANNEL_CONV_AS_MATMUL",
           "TRITON_CUDA_POOL", "FUSED_CUDA_CONV_RELU")
-_OFF.update(plain=_FLAGS[1:], none=_FLAGS)
+_OFF.update(plain=tuple(f for f in _FLAGS if f != "CHANNELS_LAST_GROUP_NORM"), none=_FLAGS)
 VARIANTS = ("default", *_OFF)
 
 
