@@ -9,6 +9,7 @@ Each case runs in a fresh subprocess so that peak memory (RSS on CPU, allocator 
     python benchmarks/bench_agent.py --agreement 200               # bf16 vs fp32 action agreement, 200 steps
     python benchmarks/bench_agent.py --devices cuda --batch 1 --cuda-graph on off   # CUDA graph vs eager steps
     python benchmarks/bench_agent.py --devices cpu --batch 1 --compile on off       # compiled vs eager CPU steps
+    python benchmarks/bench_agent.py --devices cpu --batch 1 --compile max-autotune off   # autotuned products
     python benchmarks/bench_agent.py --devices cuda --batch 256 --dtypes float32 --conv-tf32 on off  # strict fp32
     python benchmarks/bench_agent.py --devices cuda --batch 256 --cnn default aten-pool  # CNN kernel variants
 
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def distinct_frames(n: int) -> List[np.ndarray]:
     return base + [np.roll(base[t % 16], t // 16, axis=1) for t in range(16, n)]
 
 
-def build_ours(size: str, device: str, dtype: str, cuda_graph=None, compile: bool = False):
+def build_ours(size: str, device: str, dtype: str, cuda_graph=None, compile: Union[bool, str] = False):
     from vpt_agent import PolicyConfig, VPTAgent
     from vpt_agent.loading import load_state_dict
 
@@ -124,7 +125,7 @@ def _sync(device: str) -> None:
 
 
 def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
-             graph: bool = False, compile: bool = False) -> Dict[str, Any]:
+             graph: bool = False, compile: Union[bool, str] = False) -> Dict[str, Any]:
     """One timed case; ``BENCH_CONV_TF32`` (on/off) sets cuDNN's TF32 for it, before the graph capture (cuDNN
     picks its kernels then), and restores it after (``--in-process`` runs the next case in this process)."""
     import torch
@@ -147,7 +148,7 @@ def run_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup:
 
 
 def _time_case(size: str, batch: int, dtype: str, device: str, steps: int, warmup: int,
-               graph: bool, compile: bool) -> Dict[str, Any]:
+               graph: bool, compile: Union[bool, str]) -> Dict[str, Any]:
     import torch
 
     agent = build_ours(size, device, dtype, cuda_graph=graph if device == "cuda" else None, compile=compile)
@@ -190,7 +191,7 @@ def _time_case(size: str, batch: int, dtype: str, device: str, steps: int, warmu
     parts = _step_parts(agent, batches, steps) if agent._engine is not None else {}
     return dict(**parts, impl="vpt-agent", size=size, batch=batch, dtype=dtype, device=device, steps=steps,
                 frames=f"{povs[0].shape[0]}x{povs[0].shape[1]}",
-                graph=bool(agent.cuda_graph), compiled=bool(agent.compiled), ms_per_step=1000 * elapsed / steps,
+                graph=bool(agent.cuda_graph), compiled=agent.compile_mode or False, ms_per_step=1000 * elapsed / steps,
                 conv_tf32=torch.backends.cudnn.allow_tf32 if device == "cuda" and dtype == "float32" else None,
                 ms_per_frame=1000 * elapsed / steps / batch, frames_per_s=steps * batch / elapsed,
                 fwd_ms=fwd_ms, prep_ms=1000 * prep_s / steps, first_step_s=first_step_s, peak_mem_mb=peak)
@@ -316,7 +317,9 @@ def run_agreement(size: str, device: str, steps: int) -> Dict[str, Any]:
     cnn = os.environ.get("BENCH_CNN", "default")
     use_variant(cnn)  # both agents (set before the CUDA graphs are captured)
     try:
-        f32, bf16 = build_ours(size, device, "float32"), build_ours(size, device, "bfloat16")
+        compile = os.environ.get("BENCH_COMPILE", "off")  # the bf16 agent's (fp32 stays eager, the default)
+        f32 = build_ours(size, device, "float32")
+        bf16 = build_ours(size, device, "bfloat16", compile={"on": True, "off": False}.get(compile, compile))
         same_b = same_c = 0
         for t, f in enumerate(frames(steps, seed=1)):
             a = f32.act([{"pov": f}], [t == 0], deterministic=True)
@@ -325,7 +328,7 @@ def run_agreement(size: str, device: str, steps: int) -> Dict[str, Any]:
             same_c += int(a.camera[0] == b.camera[0])
     finally:
         use_variant("default")
-    row = dict(impl="agreement", size=size, device=device, steps=steps, bf16_compiled=bool(bf16.compiled),
+    row = dict(impl="agreement", size=size, device=device, steps=steps, bf16_compiled=bf16.compile_mode or False,
                buttons_agree=same_b / steps, camera_agree=same_c / steps)
     return {**row, "cnn": cnn} if device == "cuda" else row
 
@@ -416,7 +419,8 @@ def _table(rows: List[Dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["impl"] == "agreement":
-            how = (", bf16 compiled" if r.get("bf16_compiled") else "") + (
+            how = ("" if not r.get("bf16_compiled") else ", bf16 max-autotune"
+                   if r["bf16_compiled"] == "max-autotune" else ", bf16 compiled") + (
                 f", CNN kernels: {r['cnn']}" if r.get("cnn", "default") != "default" else "")
             lines.append(f"bf16 vs fp32 argmax agreement ({r['size']}, {r['device']}{how}, {r['steps']} steps): "
                          f"buttons {100 * r['buttons_agree']:.1f}%, camera {100 * r['camera_agree']:.1f}%")
@@ -432,7 +436,8 @@ def _table(rows: List[Dict[str, Any]]) -> str:
             lines.append(f"recorded {r['steps']} CPU fp32 actions of {r['size']} in {r['path']}")
             continue
         extra = f"  identical actions {r['identical_actions']}" if "identical_actions" in r else ""
-        mode = "graph" if r.get("graph") else "compiled" if r.get("compiled") else "eager"
+        mode = ("graph" if r.get("graph") else "autotune" if r.get("compiled") == "max-autotune"
+                else "compiled" if r.get("compiled") else "eager")
         # CUDA fp32: "float32" with cuDNN's TF32 convolutions (PyTorch's default), "fp32-strict" without
         dtype = "fp32-strict" if r.get("conv_tf32") is False else r["dtype"]
         if "part_prep" in r:
@@ -457,8 +462,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--cuda-graph", nargs="+", default=["on"], choices=("on", "off"),
                    help="CUDA steps with the captured graph (on), without (off), or both")
-    p.add_argument("--compile", nargs="+", default=["off"], choices=("on", "off"),
-                   help="CPU steps compiled with frozen weights (on), eager (off, the agent's default), or both")
+    p.add_argument("--compile", nargs="+", default=["off"], choices=("on", "off", "max-autotune"),
+                   help="CPU steps compiled with frozen weights (on; max-autotune: also autotuned matrix products), "
+                        "eager (off, the agent's default), or several")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--official", default=None, help="path to an official Video-Pre-Training checkout to compare")
@@ -495,7 +501,7 @@ def _child_result(a: argparse.Namespace) -> Dict[str, Any] | None:
     if a.case:
         size, batch, dtype, device, graph, compile = a.case
         return run_case(size, int(batch), dtype, device, a.steps, a.warmup, graph == "on",
-                        compile == "on")
+                        {"on": True, "off": False}.get(compile, compile))
     if a.official_case:
         return run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup, a.official_case[2])
     if a.agreement_case:
@@ -567,10 +573,13 @@ def main(argv: List[str] | None = None) -> None:
                         _report(rows, machine, a.json)
                     for var in ("BENCH_CONV_TF32", "BENCH_CNN"):
                         os.environ.pop(var, None)
-            for cnn in (a.cnn if device == "cuda" else ["default"]) if a.agreement else ():
-                os.environ["BENCH_CNN"] = cnn
+            agreements = itertools.product(a.cnn if device == "cuda" else ["default"],
+                                           a.compile if device == "cpu" else ["off"])
+            for cnn, compile in agreements if a.agreement else ():
+                os.environ.update(BENCH_CNN=cnn, BENCH_COMPILE=compile)
                 rows.append(_subprocess(["--agreement-case", size, device, str(a.agreement)]))
-                os.environ.pop("BENCH_CNN")
+                for var in ("BENCH_CNN", "BENCH_COMPILE"):
+                    os.environ.pop(var)
                 _report(rows, machine, a.json)
             if a.tf32 and device == "cuda":
                 rows.append(_subprocess(["--tf32-case", size, a.tf32]))

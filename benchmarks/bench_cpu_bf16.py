@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cpu_bf16.py                      # all CPU threads; ~2 min with the encoder compile
     python benchmarks/bench_cpu_bf16.py --threads 2 --steps 5 --agreement 20
+    python benchmarks/bench_cpu_bf16.py --threads 2 --autotune   # + whole steps compiled with max-autotune (~5 min)
 
 Synthetic 1x weights (random init). At B=1 a 1x step is the image encoder (~14 convolutions over one small image)
 and then ~30 matrix-vector products (~240 MB of fp32 weights, read once per step) with small ops between them.
@@ -15,7 +16,10 @@ Prints, with the machine's CPU flags:
 * whole ``StepEngine`` steps: fp32 eager; bf16 eager; bf16 with the linears' oneDNN off; the ImpalaCNN alone in
   bf16 (the rest fp32); bf16 with the image encoder compiled by inductor with frozen weights (compile time
   reported); the encoder alone in each form;
-* the bf16 variant's argmax agreement with fp32 over ``--agreement`` random frames.
+* the bf16 variant's argmax agreement with fp32 over ``--agreement`` random frames;
+* with ``--autotune``: whole steps compiled as ``VPTAgent(compile="max-autotune")`` compiles them, fp32 and bf16
+  (inductor's C++ matrix products on pre-packed weights, AMX tiles for bf16 where the CPU has them), timed in
+  rounds with the eager fp32 step, and the autotuned bf16 step's agreement with eager fp32.
 
 The variants that patch ``nn.Linear`` exist only in this benchmark (an experiment, not an agent option).
 """
@@ -104,11 +108,12 @@ def cnn_only_bf16(p32):
     return policy
 
 
-def step_rows(steps: int, agreement: int, report) -> None:
+def policies():
+    """The 1x config and two copies of one random 1x policy: fp32, and bf16 as the agent casts it."""
     import torch
 
     from vpt_agent.config import PolicyConfig
-    from vpt_agent.inference import StepEngine, cast_for_inference
+    from vpt_agent.inference import cast_for_inference
     from vpt_agent.policy import VPTPolicy
 
     cfg = PolicyConfig.official("1x")
@@ -117,6 +122,59 @@ def step_rows(steps: int, agreement: int, report) -> None:
     p16 = VPTPolicy(cfg).eval().to(memory_format=torch.channels_last)
     p16.load_state_dict(p32.state_dict())
     cast_for_inference(p16, torch.bfloat16)
+    return cfg, p32, p16
+
+
+def agreement_rows(name: str, e32, e16, cfg, agreement: int, report) -> None:
+    """Argmax agreement of two engines' buttons and camera over ``agreement`` random frames (one episode)."""
+    import torch
+
+    e32.reset()
+    e16.reset()
+    same_buttons = same_camera = 0
+    gen = torch.Generator().manual_seed(1)
+    for t in range(agreement):
+        f = torch.randint(0, 256, (1, *cfg.img_shape), dtype=torch.uint8, generator=gen)
+        a, b = e32(f, torch.tensor([t == 0])), e16(f, torch.tensor([t == 0]))
+        same_buttons += int(a.logp["buttons"].argmax() == b.logp["buttons"].argmax())
+        same_camera += int(a.logp["camera"].argmax() == b.logp["camera"].argmax())
+    if agreement:
+        report(part="agreement", variant=name, steps=agreement, buttons=same_buttons / agreement,
+               camera=same_camera / agreement)
+
+
+def autotune_rows(steps: int, agreement: int, report) -> None:
+    """Whole steps compiled with ``compile="max-autotune"`` (fp32, bf16) against the eager fp32 step."""
+    import torch
+
+    from vpt_agent.inference import StepEngine
+
+    cfg, p32, p16 = policies()
+    frame = torch.randint(0, 256, (1, *cfg.img_shape), dtype=torch.uint8)
+    first = torch.zeros(1, dtype=torch.bool)
+    engines = {"fp32 eager": StepEngine(p32, 1)}
+    with torch.inference_mode():
+        for name, policy in (("fp32 max-autotune", p32), ("bf16 max-autotune", p16)):
+            engines[name] = StepEngine(policy, 1, compile="max-autotune")
+            start = time.perf_counter()
+            engines[name](frame, first)
+            report(part="compile", what=f"{name} step", s=time.perf_counter() - start)
+        times = {name: [] for name in engines}
+        for _ in range(3):  # rounds: a machine's drift hits every variant alike
+            for name, engine in engines.items():
+                times[name].append(_time(lambda: engine(frame, first), max(1, steps // 3)))
+        for name, ms in times.items():
+            report(part="step", variant=name, ms=sorted(ms)[1], rounds=ms)
+        agreement_rows("bf16 max-autotune vs fp32 eager", engines["fp32 eager"], engines["bf16 max-autotune"], cfg,
+                       agreement, report)
+
+
+def step_rows(steps: int, agreement: int, report) -> None:
+    import torch
+
+    from vpt_agent.inference import StepEngine, compile_frozen
+
+    cfg, p32, p16 = policies()
     frame = torch.randint(0, 256, (1, *cfg.img_shape), dtype=torch.uint8)
     first = torch.zeros(1, dtype=torch.bool)
     e32, e16 = StepEngine(p32, 1), StepEngine(p16, 1)
@@ -130,7 +188,7 @@ def step_rows(steps: int, agreement: int, report) -> None:
                ms=_time(lambda: e_mixed(frame, first), steps))
         eager_encode = p16.net.encode
         start = time.perf_counter()
-        compiled = torch.compile(eager_encode, options={"freezing": True}, dynamic=False)
+        compiled = compile_frozen(eager_encode)
         compiled(frame)
         report(part="compile", what="bf16 encoder, frozen weights", s=time.perf_counter() - start)
         report(part="encode", variant="fp32 eager", ms=_time(lambda: p32.net.encode(frame), steps))
@@ -141,18 +199,7 @@ def step_rows(steps: int, agreement: int, report) -> None:
         with linears_without_onednn():
             report(part="step", variant="bf16, compiled encoder, linears without oneDNN",
                    ms=_time(lambda: e16(frame, first), steps))
-            e32.reset()
-            e16.reset()
-            same_buttons = same_camera = 0
-            gen = torch.Generator().manual_seed(1)
-            for t in range(agreement):
-                f = torch.randint(0, 256, (1, *cfg.img_shape), dtype=torch.uint8, generator=gen)
-                a, b = e32(f, torch.tensor([t == 0])), e16(f, torch.tensor([t == 0]))
-                same_buttons += int(a.logp["buttons"].argmax() == b.logp["buttons"].argmax())
-                same_camera += int(a.logp["camera"].argmax() == b.logp["camera"].argmax())
-        if agreement:
-            report(part="agreement", variant="bf16, compiled encoder, linears without oneDNN", steps=agreement,
-                   buttons=same_buttons / agreement, camera=same_camera / agreement)
+            agreement_rows("bf16, compiled encoder, linears without oneDNN", e32, e16, cfg, agreement, report)
 
 
 def main() -> None:
@@ -162,6 +209,8 @@ def main() -> None:
     p.add_argument("--gemv-hidsize", type=int, default=2048, help="transformer width of the matrix-vector rows")
     p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     p.add_argument("--agreement", type=int, default=200, help="random frames for the agreement (0: skip)")
+    p.add_argument("--autotune", action="store_true", help="also whole steps compiled with max-autotune")
+    p.add_argument("--only-autotune", action="store_true", help="only those (skip the other parts)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
 
@@ -177,8 +226,11 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    gemv_rows(a.gemv_hidsize, a.iters, report)
-    step_rows(a.steps, a.agreement, report)
+    if not a.only_autotune:
+        gemv_rows(a.gemv_hidsize, a.iters, report)
+        step_rows(a.steps, a.agreement, report)
+    if a.autotune or a.only_autotune:
+        autotune_rows(a.steps, a.agreement, report)
     if a.json:
         a.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
 

@@ -17,6 +17,8 @@
 #             with B1=1 also B=1 (graph on/off) and the bf16/fp32 agreement of both
 #   cpu2      the host CPU with 2 threads, as this project's 2-core machines run it: 1x B=1 bf16 vs fp32 get_action
 #             (eager) with their argmax agreement, then bench_cpu_bf16.py's parts
+#   cpu2tune  the same CPU and threads: 1x B=1 get_action, bf16 and fp32, eager and compile="max-autotune" (AMX
+#             matrix products for bf16), with the autotuned bf16 agent's agreement with eager fp32 (~8 min)
 #   b256      where B=256 stands: host pre-processing, the encoder's CUDA kernel variants with a kernel profile, the
 #             1x step in bf16 and fp32 (TF32 convolutions, PyTorch's default; strict fp32, TF32 off) with the default
 #             kernels, some turned off, and the (off by default) Triton GroupNorm; eager B=1 with the default
@@ -107,5 +109,11 @@ if has cpu2; then
   timeout 150 python3 benchmarks/bench_cpu_bf16.py --threads 2 --steps 10 --agreement 0 \
       --json "$OUT/cpu_bf16_t2.json" > "$OUT/cpu_bf16_t2.log" 2>&1
   tail -25 "$OUT/cpu_bf16_t2.log"
+fi
+if has cpu2tune; then
+  BENCH_THREADS=2 timeout 540 python3 benchmarks/bench_agent.py --in-process --devices cpu --sizes 1x --batch 1 \
+      --dtypes bfloat16 float32 --compile off max-autotune --steps 30 --warmup 3 --agreement 200 \
+      --json "$OUT/bench_cpu2_tune.json" > "$OUT/bench_cpu2_tune.log" 2>&1
+  tail -8 "$OUT/bench_cpu2_tune.log"
 fi
 echo "gpu_check done"

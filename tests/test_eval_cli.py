@@ -33,8 +33,19 @@ def test_flags_parse_into_the_config():
     assert config.device == "cpu" and config.max_retries == EvalConfig().max_retries
 
 
+def test_compile_flag_reaches_the_agent():
+    from conftest import SMALL_MODEL
+    from vpt_agent.eval.runner import build_agent
+
+    assert EvalConfig().compile == "off"
+    for flag_value, mode in (("off", None), ("on", "default"), ("max-autotune", "max-autotune")):
+        config = config_from_args(["--compile", flag_value, "--device", "cpu", "--model", str(SMALL_MODEL),
+                                   "--weights", "random"])
+        assert build_agent(config).compile_mode == mode  # the step (and its compile) comes later
+
+
 @pytest.mark.parametrize("argv", [["--env-kwargs", "[1]"], ["--env-kwargs", "{bad"], ["--device", "tpu"],
-                                  ["--episodes", "x"]])
+                                  ["--episodes", "x"], ["--compile", "fast"]])
 def test_bad_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         config_from_args(argv)

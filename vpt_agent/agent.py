@@ -15,7 +15,7 @@ from .attention import LayerMemory
 from .config import PolicyConfig
 from .errors import VPTError
 from .frames import check_batch, preprocess_pov, resize_batch  # noqa: F401  (preprocess_pov: re-exported as vpt_agent.preprocess_pov)
-from .inference import StepEngine, cast_for_inference, supports
+from .inference import EngineError, StepEngine, cast_for_inference, compile_mode, supports
 from .loading import LoadReport, PathLike, load_model_config, load_state_dict, read_state_dict
 from .policy import VPTPolicy
 
@@ -109,27 +109,36 @@ class VPTAgent:
     steps of several agents can run at the same time). ``dtype=torch.bfloat16`` converts the weights once (the
     value head stays float32; log-probs are float32).
 
-    ``compile=True`` (CPU only) runs each step through ``torch.compile`` with frozen weights: the first step of
-    each batch size compiles (about a minute for 1x; inductor caches the code on disk, so later processes take
-    less). It is off by default: measured at B=1 it made fp32 steps 1.15x faster on a 16-core AMX Xeon and 1.04x on
-    a 2-core AVX2 EPYC, and bf16 steps slower (docs/performance.md). The compiled step holds a copy of the weights:
-    :meth:`load_weights` refreshes it; after changing :attr:`policy`'s parameters yourself, call :meth:`rebuild`.
+    ``compile=True`` (CPU only) runs each step through ``torch.compile`` with frozen weights
+    (:func:`~vpt_agent.inference.compile_frozen`); ``compile="max-autotune"`` also autotunes each matrix product
+    between PyTorch's kernel and inductor's C++ ones on the pre-packed weights. The first step of each batch size
+    compiles (about a minute for 1x, two with autotuning; inductor caches the code on disk, so later processes take
+    less). It is off by default; docs/performance.md has the measured speeds. The compiled step holds a copy of the
+    weights: :meth:`load_weights` refreshes it; after changing :attr:`policy`'s parameters yourself, call
+    :meth:`rebuild`.
     """
 
     def __init__(self, policy: VPTPolicy, device: Union[str, torch.device] = "auto",
                  dtype: DTypeLike = torch.float32, seed: Optional[int] = None, cuda_graph: Optional[bool] = None,
-                 compile: bool = False):
+                 compile: Union[bool, str] = False):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         if cuda_graph and self.device.type != "cuda":
             raise AgentError(f"cuda_graph=True needs device='cuda', got {self.device}")
-        if compile and self.device.type != "cpu":
-            raise AgentError(f"compile=True is for CPU steps (CUDA steps replay a CUDA graph), got {self.device}")
+        try:
+            mode = compile_mode(compile)
+        except EngineError as err:
+            raise AgentError(str(err)) from None
+        if mode and self.device.type != "cpu":
+            raise AgentError(f"compile is for CPU steps (CUDA steps replay a CUDA graph), got {self.device}")
         #: Whether steps replay a captured CUDA graph (default: on CUDA, when the engine supports the config).
         self.cuda_graph = (self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph)) and supports(policy)
-        #: Whether CPU steps run compiled with frozen weights (``compile``; needs the engine's config too).
-        self.compiled = bool(compile) and supports(policy)
-        if (cuda_graph or compile) and not supports(policy):
+        #: ``"default"``/``"max-autotune"`` when CPU steps run compiled with frozen weights, else None (``compile``;
+        #: needs the engine's config too).
+        self.compile_mode: Optional[str] = mode if supports(policy) else None
+        #: Whether CPU steps run compiled (:attr:`compile_mode` is set).
+        self.compiled = self.compile_mode is not None
+        if (cuda_graph or mode) and not supports(policy):
             logger.warning("cuda_graph/compile have no effect for this config: the step engine runs transformers "
                            "with the clipped-causal mask; this agent steps eagerly")
         # Frames arrive as NHWC, so convolutions see channels-last inputs; channels-last conv weights spare a
@@ -155,7 +164,7 @@ class VPTAgent:
     def from_files(cls, model_path: PathLike, weights_path: PathLike, device: Union[str, torch.device] = "auto",
                    dtype: DTypeLike = torch.float32, seed: Optional[int] = None,
                    allow_missing: bool = False, cuda_graph: Optional[bool] = None,
-                   compile: bool = False) -> "VPTAgent":
+                   compile: Union[bool, str] = False) -> "VPTAgent":
         """Build from an official ``.model`` config and a ``.weights``/``.safetensors`` file."""
         agent = cls.from_config(model_path, device=device, dtype=dtype, seed=seed, cuda_graph=cuda_graph,
                                 compile=compile)
@@ -165,7 +174,7 @@ class VPTAgent:
     @classmethod
     def from_config(cls, model_path: Union[PathLike, PolicyConfig], device: Union[str, torch.device] = "auto",
                     dtype: DTypeLike = torch.float32, seed: Optional[int] = None,
-                    cuda_graph: Optional[bool] = None, compile: bool = False) -> "VPTAgent":
+                    cuda_graph: Optional[bool] = None, compile: Union[bool, str] = False) -> "VPTAgent":
         """Build with *randomly initialised* weights (smoke tests, benchmarks). ``seed`` also seeds the init."""
         cfg = model_path if isinstance(model_path, PolicyConfig) else load_model_config(model_path)
         with _fork_rng(None if seed is None else _checked_seed(seed)):
@@ -208,7 +217,7 @@ class VPTAgent:
         GPU, while the host is free between them (the evaluator's pipelined groups overlap env steps this way).
         """
         other = type(self)(self.policy, device=self.device, dtype=self.dtype, seed=seed,
-                           cuda_graph=self.cuda_graph, compile=self.compiled)
+                           cuda_graph=self.cuda_graph, compile=self.compile_mode or False)
         other._stream = self._stream
         return other
 
@@ -315,7 +324,8 @@ class VPTAgent:
         if supports(self.policy):
             if self._engine is None or self._engine.batch_size != batch:
                 self._engine = None  # free the old buffers (and graph) before allocating new ones
-                self._engine = StepEngine(self.policy, batch, cuda_graph=self.cuda_graph, compile=self.compiled)
+                self._engine = StepEngine(self.policy, batch, cuda_graph=self.cuda_graph,
+                                          compile=self.compile_mode or False)
             else:
                 self._engine.reset()
         else:

@@ -16,11 +16,9 @@ Because every buffer is static, the whole step can be captured once in a CUDA gr
 instead of hundreds of small kernels (``cuda_graph=True``, the default on CUDA). Sampling and the host read-back
 stay outside the graph, in the caller.
 
-On a CPU the step can instead be compiled (``compile=True``): ``torch.compile`` with inductor's *freezing*, which
-folds the weights into the compiled code as constants and pre-packs them for oneDNN, and fuses the norms and
-activations into a few C++ loops (fp32 steps at B=1: 1.15x on a 16-core AMX Xeon, 1.04x on a 2-core AVX2 EPYC;
-bf16 steps gained nothing, see docs/performance.md). The compiled code holds its own copy of the weights: changing
-the policy's parameters afterwards needs a new engine.
+On a CPU the step can instead be compiled (``compile=True``, or ``compile="max-autotune"``): see
+:func:`compile_frozen`. The compiled code holds its own copy of the weights: changing the policy's parameters
+afterwards needs a new engine.
 
 Only transformers with the ``clipped_causal`` attention mask (every released VPT model) are supported; the
 ``"none"`` mask sees one more column than the ring holds, and the agent uses the eager path for it (as for LSTMs).
@@ -29,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, NamedTuple, Optional
+import types
+from typing import Callable, Dict, NamedTuple, Optional, Union
 
 import torch
 from torch.nn import functional as F
@@ -69,6 +68,61 @@ def cast_for_inference(policy: VPTPolicy, dtype: torch.dtype) -> VPTPolicy:
     return policy
 
 
+#: ``compile=`` values (``True`` means ``"default"``): inductor's default code generation, or ``"max-autotune"``,
+#: which also generates C++ matrix-product kernels for the pre-packed weights and keeps, per product, the faster of
+#: them and PyTorch's own (AMX kernels for bf16 on CPUs that have AMX). See :func:`compile_frozen`.
+COMPILE_MODES = ("default", "max-autotune")
+
+
+def compile_mode(compile: Union[bool, str, None]) -> Optional[str]:
+    """The mode a ``compile=`` argument asks for (None: eager); a clear error for anything else."""
+    if compile is None or compile is False:
+        return None
+    if compile is True:
+        return "default"
+    if compile not in COMPILE_MODES:
+        raise EngineError(f"compile must be a bool or one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+    return compile
+
+
+def compile_frozen(fn: Callable, mode: str = "default") -> Callable:
+    """``torch.compile`` a CPU inference function with inductor's *freezing*: the parameters ``fn`` reads become
+    constants of the compiled code, folded and pre-packed once (and copied: later changes to them are not seen),
+    and the norms and activations fuse into a few C++ loops. ``mode="max-autotune"`` also autotunes every matrix
+    product between PyTorch's kernel and inductor's C++ templates on the pre-packed weights (minutes at first).
+
+    Two details make the freezing real, and each would otherwise fail silently:
+
+    * Dynamo decides whether parameters become constants from the *global* inductor switch while it traces;
+      ``torch.compile(options={"freezing": True})`` alone leaves them graph inputs and folds nothing (seen with
+      torch 2.13). So every call runs with the global switch on (and restores it).
+    * Dynamo caches compiled code on the function's code object and guards frozen parameters by identity only: a
+      second compile of the same method after new weights were copied *into the same parameters* would reuse the
+      old constants. A bound method ``fn`` is compiled from its own copy of the code object, so its cache lives
+      and dies with it (pass methods, not modules, where the weights may change between compiles).
+    """
+    from torch._inductor import config as inductor_config  # imported here: most processes never compile
+
+    if isinstance(fn, types.MethodType):
+        func = fn.__func__
+        own = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
+                                 func.__closure__)
+        fn = types.MethodType(own, fn.__self__)
+    # fullgraph: a graph break would silently leave part of the function eager.
+    compiled = torch.compile(fn, fullgraph=True, dynamic=False,
+                             mode="max-autotune-no-cudagraphs" if mode == "max-autotune" else None)
+
+    def run(*args):
+        previous = inductor_config.freezing
+        inductor_config.freezing = True
+        try:
+            return compiled(*args)
+        finally:
+            inductor_config.freezing = previous
+
+    return run
+
+
 class StepEngine:
     """One frame per env per call, for a fixed batch of ``B`` envs, with the memory kept in place.
 
@@ -77,7 +131,8 @@ class StepEngine:
     buffers overwritten by the next call: read or copy them before calling again.
     """
 
-    def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False, compile: bool = False):
+    def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False,
+                 compile: Union[bool, str] = False):
         if not supports(policy):
             raise UnsupportedConfigError("StepEngine needs a transformer with attention_mask_style='clipped_causal' "
                                          "(other configs run eagerly)")
@@ -102,18 +157,19 @@ class StepEngine:
         self._out: Optional[StepOutput] = None
         self.capture_s = 0.0
         self._run = self._step
-        if cuda_graph and compile:
-            raise EngineError("cuda_graph=True and compile=True are exclusive (compile is for CPU steps)")
+        #: ``"default"``/``"max-autotune"`` when CPU steps run compiled (:func:`compile_frozen`), else None.
+        self.compile_mode = mode = compile_mode(compile)
+        if cuda_graph and mode:
+            raise EngineError("cuda_graph=True and compile are exclusive (compile is for CPU steps)")
         if cuda_graph:
             if dev.type != "cuda":
                 raise EngineError("cuda_graph=True needs the policy on a CUDA device")
             self._capture()
-        if compile:
+        if mode:
             if dev.type != "cpu":
-                raise EngineError("compile=True is for CPU steps (on CUDA, steps replay a CUDA graph)")
+                raise EngineError("compile is for CPU steps (on CUDA, steps replay a CUDA graph)")
             # Compiled lazily, at the first call (~1 min for 1x; inductor caches the generated code on disk).
-            # fullgraph: a graph break would silently leave part of the step eager.
-            self._run = torch.compile(self._step, fullgraph=True, dynamic=False, options={"freezing": True})
+            self._run = compile_frozen(self._step, mode)
 
     def reset(self) -> None:
         """Empty memory for every env (the next step behaves as a fresh episode even without ``first``)."""

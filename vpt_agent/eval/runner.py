@@ -67,7 +67,8 @@ def build_agent(config: EvalConfig):
     """Load the VPT agent the config asks for (files, zoo name, or random init for smoke tests)."""
     from ..agent import VPTAgent
 
-    options = dict(device=config.device, dtype=config.dtype, seed=config.seed)
+    compile = {"off": False, "on": True}.get(config.compile, config.compile)
+    options = dict(device=config.device, dtype=config.dtype, seed=config.seed, compile=compile)
     if config.zoo is not None:
         return VPTAgent.from_pretrained(config.zoo, **options)
     if is_smoke_test(config):
