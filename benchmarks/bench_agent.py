@@ -388,6 +388,23 @@ def machine_info() -> Dict[str, Any]:
     return info
 
 
+def cpu_rows(threads: int):
+    """Start a CPU benchmark that prints rows as JSON lines: sets torch's threads, prints the machine line and
+    returns ``(machine, rows, report)``; ``report(**row)`` prints a row and appends it to ``rows``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    machine = {**machine_info(), "threads": threads}
+    print(f"machine: {machine}", flush=True)
+    rows: List[Dict[str, Any]] = []
+
+    def report(**row: Any) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    return machine, rows, report
+
+
 IN_PROCESS = False  # --in-process: run every case in this process (faster start; GPU peak memory still per case)
 
 

@@ -214,17 +214,9 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     a = p.parse_args()
 
-    import torch
-    from bench_agent import machine_info
+    from bench_agent import cpu_rows
 
-    torch.set_num_threads(a.threads)
-    machine = {**machine_info(), "threads": a.threads}
-    print(f"machine: {machine}", flush=True)
-    rows = []
-
-    def report(**row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    machine, rows, report = cpu_rows(a.threads)
 
     if not a.only_autotune:
         gemv_rows(a.gemv_hidsize, a.iters, report)
