@@ -77,7 +77,8 @@ class _TwoLayers(torch.nn.Module):
         return self.b(torch.relu(self.a(x)))
 
 
-def test_max_autotune_compile_freezes_and_a_new_compile_sees_new_weights():
+def test_max_autotune_compile_freezes_and_a_new_compile_sees_new_weights(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # a cold cache: the autotuning really runs
     torch.manual_seed(0)
     net, x = _TwoLayers().eval(), torch.randn(1, 64)
     with torch.inference_mode():
@@ -89,6 +90,7 @@ def test_max_autotune_compile_freezes_and_a_new_compile_sees_new_weights():
         # A second compile of the same method must not reuse the first one's cached code (guards check the
         # parameters' identity, not their values).
         torch.testing.assert_close(compile_frozen(net.forward, "max-autotune")(x), want, rtol=1e-5, atol=1e-5)
+    assert "AUTOTUNE" not in capfd.readouterr().err  # inductor's tables would go straight to stderr
 
 
 def test_compile_is_opt_in():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import types
+import warnings
 from typing import Callable, Dict, NamedTuple, Optional, Union
 
 import torch
@@ -111,14 +112,21 @@ def compile_frozen(fn: Callable, mode: str = "default") -> Callable:
     # fullgraph: a graph break would silently leave part of the function eager.
     compiled = torch.compile(fn, fullgraph=True, dynamic=False,
                              mode="max-autotune-no-cudagraphs" if mode == "max-autotune" else None)
+    switches = {"freezing": True}
+    if mode == "max-autotune":  # inductor writes a table per autotuned product to stderr: keep the user's clean
+        switches.update(autotune_num_choices_displayed=0, max_autotune_report_choices_stats=False)
 
     def run(*args):
-        previous = inductor_config.freezing
-        inductor_config.freezing = True
+        previous = {name: getattr(inductor_config, name) for name in switches}
+        for name, value in switches.items():
+            setattr(inductor_config, name, value)
         try:
-            return compiled(*args)
+            with warnings.catch_warnings():  # autotuning code of torch 2.13 still calls the deprecated storage()
+                warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+                return compiled(*args)
         finally:
-            inductor_config.freezing = previous
+            for name, value in previous.items():
+                setattr(inductor_config, name, value)
 
     return run
 
