@@ -114,7 +114,8 @@ def compile_frozen(fn: Callable, mode: str = "default") -> Callable:
                              mode="max-autotune-no-cudagraphs" if mode == "max-autotune" else None)
     switches = {"freezing": True}
     if mode == "max-autotune":  # inductor writes a table per autotuned product to stderr: keep the user's clean
-        switches.update(autotune_num_choices_displayed=0, max_autotune_report_choices_stats=False)
+        quiet = {"autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
+        switches.update((name, value) for name, value in quiet.items() if hasattr(inductor_config, name))  # by version
 
     def run(*args):
         previous = {name: getattr(inductor_config, name) for name in switches}
