@@ -11,8 +11,9 @@ Prints, with the machine's CPU flags:
 * one matrix-vector product per linear shape of a transformer of width ``--gemv-hidsize`` (default 2048, the 2x
   model's; the 1x model's are half as wide): fp32 ``F.linear``, bf16 ``F.linear`` (oneDNN on CPUs with native bf16),
   bf16 with oneDNN off (PyTorch's own kernel), ``torch.mv``, and bf16 ``F.linear`` of the row copied to 16 rows (an
-  AMX tile's height: if oneDNN streams weights faster for 16 rows than for 1, padding B=1 would pay), as ms and GB/s
-  of weights read;
+  AMX tile's height: if oneDNN streams weights faster for 16 rows than for 1, padding B=1 would pay), and oneDNN's
+  kernel on weights pre-packed once (fp32 and bf16, as inductor's freezing packs them), as ms and GB/s of weights
+  read;
 * whole ``StepEngine`` steps: fp32 eager; bf16 eager; bf16 with the linears' oneDNN off; the ImpalaCNN alone in
   bf16 (the rest fp32); bf16 with the image encoder compiled by inductor with frozen weights (compile time
   reported); the encoder alone in each form;
@@ -85,11 +86,23 @@ def gemv_rows(hidsize: int, iters: int, report) -> None:
                 return F.linear(x, w, b)
 
         x16 = x.expand(16, n_in).contiguous()  # one AMX tile of rows: does oneDNN stream the weights faster?
-        for name, fn, itemsize in (("fp32 F.linear", lambda: F.linear(x32, w32, b32), 4),
-                                   ("bf16 F.linear", lambda: F.linear(x, w, b), 2),
-                                   ("bf16 F.linear, oneDNN off", no_onednn, 2),
-                                   ("bf16 torch.mv", lambda: torch.mv(w, x[0]), 2),
-                                   ("bf16 F.linear, the row copied to 16 rows", lambda: F.linear(x16, w, b), 2)):
+        kernels = [("fp32 F.linear", lambda: F.linear(x32, w32, b32), 4),
+                   ("bf16 F.linear", lambda: F.linear(x, w, b), 2),
+                   ("bf16 F.linear, oneDNN off", no_onednn, 2),
+                   ("bf16 torch.mv", lambda: torch.mv(w, x[0]), 2),
+                   ("bf16 F.linear, the row copied to 16 rows", lambda: F.linear(x16, w, b), 2)]
+        for dtype_name, (wt, xt, bt), itemsize in (("fp32", (w32, x32, b32), 4), ("bf16", (w, x, b), 2)):
+            # oneDNN's kernel on weights packed once, as inductor's freezing packs them (plain F.linear
+            # re-lays them out for its kernel on every call)
+            try:
+                packed = torch.ops.mkldnn._reorder_linear_weight(wt, 1)
+            except (AttributeError, RuntimeError) as err:  # bf16 needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT
+                report(part="gemv", shape=f"{n_in}->{n_out}", kernel=f"{dtype_name} oneDNN pre-packed",
+                       error=str(err)[:120])
+                continue
+            kernels.append((f"{dtype_name} oneDNN pre-packed", lambda xt=xt, packed=packed, bt=bt:
+                            torch.ops.mkldnn._linear_pointwise(xt, packed, bt, "none", [], ""), itemsize))
+        for name, fn, itemsize in kernels:
             ms = _time(fn, iters)
             report(part="gemv", shape=f"{n_in}->{n_out}", kernel=name, ms=ms, gb_per_s=w.numel() * itemsize / ms / 1e6)
 
