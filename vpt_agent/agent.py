@@ -136,8 +136,6 @@ class VPTAgent:
         #: ``"default"``/``"max-autotune"`` when CPU steps run compiled with frozen weights, else None (``compile``;
         #: needs the engine's config too).
         self.compile_mode: Optional[str] = mode if supports(policy) else None
-        #: Whether CPU steps run compiled (:attr:`compile_mode` is set).
-        self.compiled = self.compile_mode is not None
         if (cuda_graph or mode) and not supports(policy):
             logger.warning("cuda_graph/compile have no effect for this config: the step engine runs transformers "
                            "with the clipped-causal mask; this agent steps eagerly")
@@ -158,6 +156,11 @@ class VPTAgent:
         self._host_frames: Optional[torch.Tensor] = None  # pinned staging buffer for CUDA uploads
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._pending: Optional[PendingActions] = None  # the last submitted step (it may still use _host_frames)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether CPU steps run compiled (:attr:`compile_mode` is set)."""
+        return self.compile_mode is not None
 
     # ------------------------------------------------------------------ construction
     @classmethod
