@@ -314,12 +314,14 @@ def run_agreement(size: str, device: str, steps: int) -> Dict[str, Any]:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
     from bench_cnn import use_variant
 
+    from vpt_agent.inference import compile_from_flag
+
     cnn = os.environ.get("BENCH_CNN", "default")
     use_variant(cnn)  # both agents (set before the CUDA graphs are captured)
     try:
         compile = os.environ.get("BENCH_COMPILE", "off")  # the bf16 agent's (fp32 stays eager, the default)
         f32 = build_ours(size, device, "float32")
-        bf16 = build_ours(size, device, "bfloat16", compile={"on": True, "off": False}.get(compile, compile))
+        bf16 = build_ours(size, device, "bfloat16", compile=compile_from_flag(compile))
         same_b = same_c = 0
         for t, f in enumerate(frames(steps, seed=1)):
             a = f32.act([{"pov": f}], [t == 0], deterministic=True)
@@ -516,9 +518,11 @@ def _parser() -> argparse.ArgumentParser:
 def _child_result(a: argparse.Namespace) -> Dict[str, Any] | None:
     """The one measurement a child invocation asks for (None for the top-level run)."""
     if a.case:
+        from vpt_agent.inference import compile_from_flag
+
         size, batch, dtype, device, graph, compile = a.case
         return run_case(size, int(batch), dtype, device, a.steps, a.warmup, graph == "on",
-                        {"on": True, "off": False}.get(compile, compile))
+                        compile_from_flag(compile))
     if a.official_case:
         return run_official(a.official_case[0], a.official_case[1], a.steps, a.warmup, a.official_case[2])
     if a.agreement_case:

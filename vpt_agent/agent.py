@@ -120,7 +120,7 @@ class VPTAgent:
 
     def __init__(self, policy: VPTPolicy, device: Union[str, torch.device] = "auto",
                  dtype: DTypeLike = torch.float32, seed: Optional[int] = None, cuda_graph: Optional[bool] = None,
-                 compile: Union[bool, str] = False):
+                 compile: Union[bool, str, None] = False):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         if cuda_graph and self.device.type != "cuda":
@@ -220,7 +220,7 @@ class VPTAgent:
         GPU, while the host is free between them (the evaluator's pipelined groups overlap env steps this way).
         """
         other = type(self)(self.policy, device=self.device, dtype=self.dtype, seed=seed,
-                           cuda_graph=self.cuda_graph, compile=self.compile_mode or False)
+                           cuda_graph=self.cuda_graph, compile=self.compile_mode)
         other._stream = self._stream
         return other
 
@@ -327,8 +327,7 @@ class VPTAgent:
         if supports(self.policy):
             if self._engine is None or self._engine.batch_size != batch:
                 self._engine = None  # free the old buffers (and graph) before allocating new ones
-                self._engine = StepEngine(self.policy, batch, cuda_graph=self.cuda_graph,
-                                          compile=self.compile_mode or False)
+                self._engine = StepEngine(self.policy, batch, cuda_graph=self.cuda_graph, compile=self.compile_mode)
             else:
                 self._engine.reset()
         else:

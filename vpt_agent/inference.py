@@ -76,7 +76,7 @@ COMPILE_MODES = ("default", "max-autotune")
 
 
 def compile_mode(compile: Union[bool, str, None]) -> Optional[str]:
-    """The mode a ``compile=`` argument asks for (None: eager); a clear error for anything else."""
+    """The mode a ``compile=`` argument asks for (None or False: eager); a clear error for anything else."""
     if compile is None or compile is False:
         return None
     if compile is True:
@@ -84,6 +84,11 @@ def compile_mode(compile: Union[bool, str, None]) -> Optional[str]:
     if compile not in COMPILE_MODES:
         raise EngineError(f"compile must be a bool or one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     return compile
+
+
+def compile_from_flag(flag: str) -> Union[bool, str]:
+    """The ``compile=`` argument a command line's ``--compile off|on|<mode>`` stands for."""
+    return {"off": False, "on": True}.get(flag, flag)
 
 
 def compile_frozen(fn: Callable, mode: str = "default") -> Callable:
@@ -141,7 +146,7 @@ class StepEngine:
     """
 
     def __init__(self, policy: VPTPolicy, batch_size: int, cuda_graph: bool = False,
-                 compile: Union[bool, str] = False):
+                 compile: Union[bool, str, None] = False):
         if not supports(policy):
             raise UnsupportedConfigError("StepEngine needs a transformer with attention_mask_style='clipped_causal' "
                                          "(other configs run eagerly)")

@@ -66,9 +66,10 @@ def _torch_threads(n: int) -> Iterator[None]:
 def build_agent(config: EvalConfig):
     """Load the VPT agent the config asks for (files, zoo name, or random init for smoke tests)."""
     from ..agent import VPTAgent
+    from ..inference import compile_from_flag
 
-    compile = {"off": False, "on": True}.get(config.compile, config.compile)
-    options = dict(device=config.device, dtype=config.dtype, seed=config.seed, compile=compile)
+    options = dict(device=config.device, dtype=config.dtype, seed=config.seed,
+                   compile=compile_from_flag(config.compile))
     if config.zoo is not None:
         return VPTAgent.from_pretrained(config.zoo, **options)
     if is_smoke_test(config):
