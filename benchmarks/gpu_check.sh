@@ -19,6 +19,8 @@
 #             (eager) with their argmax agreement, then bench_cpu_bf16.py's parts
 #   cpu2tune  the same CPU and threads: 1x B=1 get_action, bf16 and fp32, eager and compile="max-autotune" (AMX
 #             matrix products for bf16), with the autotuned bf16 agent's agreement with eager fp32 (~8 min)
+#   cpu2frozen the same CPU and threads: 1x B=1 get_action, bf16 and fp32, compile=True (frozen weights: inductor hands
+#             the linears oneDNN's pre-packed kernels), with the compiled bf16 agent's agreement with eager fp32 (~4 min)
 #   b256      where B=256 stands: host pre-processing, the encoder's CUDA kernel variants with a kernel profile, the
 #             1x step in bf16 and fp32 (TF32 convolutions, PyTorch's default; strict fp32, TF32 off) with the default
 #             kernels, some turned off, and the (off by default) Triton GroupNorm; eager B=1 with the default
@@ -115,5 +117,11 @@ if has cpu2tune; then
       --dtypes bfloat16 float32 --compile off max-autotune --steps 30 --warmup 3 --agreement 200 \
       --json "$OUT/bench_cpu2_tune.json" > "$OUT/bench_cpu2_tune.log" 2>&1
   tail -8 "$OUT/bench_cpu2_tune.log"
+fi
+if has cpu2frozen; then
+  BENCH_THREADS=2 timeout 300 python3 benchmarks/bench_agent.py --in-process --devices cpu --sizes 1x --batch 1 \
+      --dtypes bfloat16 float32 --compile on --steps 30 --warmup 3 --agreement 200 \
+      --json "$OUT/bench_cpu2_frozen.json" > "$OUT/bench_cpu2_frozen.log" 2>&1
+  tail -6 "$OUT/bench_cpu2_frozen.log"
 fi
 echo "gpu_check done"
